@@ -1,0 +1,263 @@
+/* attention_impl.h: exact softmax attention, flash-attention style.
+ * A template: kernels_impl.h includes it once per (ISA, REAL).
+ *
+ * Work item = (batch, head, block of BMF_ATT_BQ query rows, key chunk).  For
+ * each item the keys are streamed in tiles of BMF_ATT_BK: the K tile is packed
+ * (transposed into panels), S = Q K^T comes from the shared GEMM tile, then
+ * scale, mask and causality are applied inside the tile, the running max and
+ * sum of each row are updated (online softmax), the output accumulator is
+ * rescaled and P V is added.  The Lq x Lk score matrix never exists; each
+ * thread holds one tile of S, K, V and the output block.
+ *
+ * Key tiles that causality rules out end the loop; tiles whose mask entries
+ * are all -inf are skipped.  When there are too few (batch, head, query block)
+ * items to keep many threads busy (decoding: few query rows, long Lk), the keys
+ * are also split into chunks whose partial (max, sum, output) are merged in
+ * chunk order.  Chunking depends on the shape only, never on the thread
+ * count, so results are bitwise identical for every n_threads.
+ *
+ * A row with no key left (all masked, causal above the diagonal, Lk = 0)
+ * gives zeros; a NaN in a row's scores gives NaN in that row only.
+ */
+
+typedef struct {
+    size_t Lq, Lk, B, heads, Dk, Dv, ld_q, ld_v; /* ld_q: row stride of Q and K */
+    const REAL *Q, *K, *V, *mask;
+    ptrdiff_t ms[4];
+    int causal;
+    REAL scale;
+    REAL *out;
+    size_t n_qblocks, n_chunks, chunk_keys, rows_per_item, Dv_pad;
+    int pack_v;
+    REAL *partials;      /* per item: m[rows], l[rows], O[rows][Dv_pad] */
+    char *scratch;
+    size_t scratch_bytes; /* per thread */
+} KFN(att_ctx);
+
+/* True when every mask entry of rows [i0, i0+nq) x keys [j0, j0+nk) is -inf. */
+static int KFN(att_tile_masked)(const KFN(att_ctx) *c, const REAL *mask_bh,
+                                size_t i0, size_t nq, size_t j0, size_t nk)
+{
+    for (size_t r = 0; r < nq; r++) {
+        const REAL *row = mask_bh + (ptrdiff_t)(i0 + r) * c->ms[2];
+        for (size_t j = 0; j < nk; j++)
+            if (!(row[(ptrdiff_t)(j0 + j) * c->ms[3]] == -(REAL)INFINITY)) return 0;
+    }
+    return 1;
+}
+
+static REAL KFN(att_exp1)(REAL x) { return V(exp)(V(set1)(x))[0]; }
+
+/* Runs one work item; leaves the unnormalised output in O and the row max
+ * and sum in m and l. */
+static void KFN(att_item)(const KFN(att_ctx) *c, size_t item, REAL *m, REAL *l,
+                          REAL *O, REAL *scratch)
+{
+    const size_t BK = BMF_ATT_BK, Dv_pad = c->Dv_pad;
+    size_t chunk = item % c->n_chunks, rest = item / c->n_chunks;
+    size_t qb = rest % c->n_qblocks, bh = rest / c->n_qblocks;
+    size_t b = bh / c->heads, h = bh % c->heads;
+    size_t i0 = qb * BMF_ATT_BQ;
+    size_t nq = c->Lq - i0 < BMF_ATT_BQ ? c->Lq - i0 : BMF_ATT_BQ;
+    size_t k0 = chunk * c->chunk_keys;
+    size_t k1 = k0 + c->chunk_keys < c->Lk ? k0 + c->chunk_keys : c->Lk;
+    ptrdiff_t diag = (ptrdiff_t)c->Lk - (ptrdiff_t)c->Lq; /* row i sees j <= i + diag */
+    if (c->causal) {
+        ptrdiff_t last = (ptrdiff_t)(i0 + nq - 1) + diag; /* last key any row sees */
+        size_t stop = last < 0 ? 0 : (size_t)last + 1;
+        if (stop < k1) k1 = stop;
+    }
+    const REAL *Qb = c->Q + i0 * c->ld_q + b * c->heads * c->Dk + h * c->Dk;
+    const REAL *Kb = c->K + b * c->heads * c->Dk + h * c->Dk;
+    const REAL *Vb = c->V + b * c->heads * c->Dv + h * c->Dv;
+    const REAL *mask_bh = c->mask ? c->mask + (ptrdiff_t)b * c->ms[0] + (ptrdiff_t)h * c->ms[1] : NULL;
+
+    REAL *Kp = scratch;                       /* BK x Dk, panels of keys */
+    REAL *S = Kp + BK * (c->Dk ? c->Dk : 1);  /* BQ x BK scores, then P */
+    REAL *Vp = S + BMF_ATT_BQ * BK;           /* BK x Dv_pad when packing V */
+
+    for (size_t r = 0; r < nq; r++) { m[r] = -(REAL)INFINITY; l[r] = 0; }
+    memset(O, 0, nq * Dv_pad * sizeof(REAL));
+
+    for (size_t j0 = k0; j0 < k1; j0 += BK) {
+        size_t nk = k1 - j0 < BK ? k1 - j0 : BK;
+        size_t nk_panels = (nk + VL - 1) / VL;
+        if (mask_bh && KFN(att_tile_masked)(c, mask_bh, i0, nq, j0, nk)) continue;
+        KFN(pack_panels)(Kb + j0 * c->ld_q, c->ld_q, nk, c->Dk, 0, nk_panels, Kp);
+        KFN(gemm_block)(0, nq, 0, nk_panels, c->Dk, Qb, c->ld_q, Kp, c->Dk * VL,
+                        VL, S, BK, nk_panels * VL, BMF_INIT_ZERO, NULL, 0);
+        const VEC scale = V(set1)(c->scale);
+        for (size_t r = 0; r < nq; r++) {
+            REAL *s = S + r * BK;
+            /* keys j0 + col with col >= n_ok are out of the tile or causal */
+            size_t n_ok = nk;
+            if (c->causal) {
+                ptrdiff_t lim = (ptrdiff_t)(i0 + r) + diag - (ptrdiff_t)j0 + 1;
+                n_ok = lim <= 0 ? 0 : ((size_t)lim < nk ? (size_t)lim : nk);
+            }
+            const REAL *mrow = mask_bh ? mask_bh + (ptrdiff_t)(i0 + r) * c->ms[2]
+                                                 + (ptrdiff_t)j0 * c->ms[3] : NULL;
+            VEC vmax = V(set1)(-(REAL)INFINITY);
+            for (size_t col = 0; col < nk_panels * VL; col += VL) {
+                VEC sv = V(load)(s + col) * scale;
+                if (mrow) {
+                    VEC mv;
+                    if (c->ms[3] == 1) {
+                        mv = V(load_partial)(mrow + col, nk > col ? nk - col : 0);
+                    } else {
+                        mv = V(set1)(0);
+                        for (size_t j = col; j < col + VL && j < nk; j++)
+                            mv[j - col] = mrow[(ptrdiff_t)j * c->ms[3]];
+                    }
+                    sv += mv;
+                }
+                for (size_t j = col; j < col + VL; j++)
+                    if (j >= n_ok) sv[j - col] = -(REAL)INFINITY;
+                V(store)(s + col, sv);
+                vmax = V(max)(vmax, sv);
+            }
+            REAL m_new = V(hmax)(vmax);
+            if (m[r] > m_new) m_new = m[r];
+            /* exp(-inf - -inf) would be NaN: a row with nothing yet uses 0. */
+            REAL m_use = m_new == -(REAL)INFINITY ? 0 : m_new;
+            VEC mu = V(set1)(m_use), vsum = V(set1)(0);
+            for (size_t col = 0; col < nk_panels * VL; col += VL) {
+                VEC p = V(exp)(V(load)(s + col) - mu);
+                V(store)(s + col, p);
+                vsum += p;
+            }
+            REAL alpha = KFN(att_exp1)(m[r] - m_use);
+            l[r] = l[r] * alpha + V(hsum)(vsum);
+            m[r] = m_new;
+            if (alpha != 1) {
+                REAL *o = O + r * Dv_pad;
+                for (size_t d = 0; d < Dv_pad; d += VL)
+                    V(store)(o + d, V(load)(o + d) * alpha);
+            }
+        }
+        if (c->Dv == 0) continue;
+        const REAL *Vt = Vb + j0 * c->ld_v;
+        if (c->pack_v) { /* Dv not a multiple of VL: zero-pad each panel */
+            for (size_t p = 0; p < Dv_pad / VL; p++)
+                for (size_t k = 0; k < nk; k++)
+                    for (size_t j = 0; j < (size_t)VL; j++) {
+                        size_t d = p * VL + j;
+                        Vp[(p * nk + k) * VL + j] = d < c->Dv ? Vt[k * c->ld_v + d] : 0;
+                    }
+            KFN(gemm_block)(0, nq, 0, Dv_pad / VL, nk, S, BK, Vp, nk * VL, VL, O,
+                            Dv_pad, Dv_pad, BMF_INIT_C, NULL, 0);
+        } else {
+            KFN(gemm_block)(0, nq, 0, Dv_pad / VL, nk, S, BK, Vt, VL, c->ld_v, O,
+                            Dv_pad, Dv_pad, BMF_INIT_C, NULL, 0);
+        }
+    }
+}
+
+/* out row = O / l, or zeros for a row that saw no key. */
+static void KFN(att_write_rows)(const KFN(att_ctx) *c, size_t bh, size_t qb,
+                                const REAL *l, const REAL *O)
+{
+    size_t b = bh / c->heads, h = bh % c->heads, i0 = qb * BMF_ATT_BQ;
+    size_t nq = c->Lq - i0 < BMF_ATT_BQ ? c->Lq - i0 : BMF_ATT_BQ;
+    for (size_t r = 0; r < nq; r++) {
+        REAL *dst = c->out + (i0 + r) * c->ld_v + b * c->heads * c->Dv + h * c->Dv;
+        REAL inv = l[r] == 0 ? 0 : 1 / l[r];
+        for (size_t d = 0; d < c->Dv; d++) dst[d] = O[r * c->Dv_pad + d] * inv;
+    }
+}
+
+static void KFN(att_body)(void *arg, int tid, int nt)
+{
+    KFN(att_ctx) *c = arg;
+    REAL *scratch = (REAL *)(c->scratch + (size_t)tid * c->scratch_bytes);
+    size_t rows = c->rows_per_item, n_blocks = c->B * c->heads * c->n_qblocks;
+    size_t n_items = n_blocks * c->n_chunks;
+    size_t part_len = rows * (2 + c->Dv_pad);
+    /* Round-robin keeps causal work (heavier for late query blocks) balanced. */
+    for (size_t item = (size_t)tid; item < n_items; item += (size_t)nt) {
+        if (c->n_chunks == 1) {
+            REAL *m = scratch, *l = m + rows, *O = l + rows;
+            KFN(att_item)(c, item, m, l, O, O + rows * c->Dv_pad);
+            KFN(att_write_rows)(c, item / c->n_qblocks, item % c->n_qblocks, l, O);
+        } else {
+            REAL *m = c->partials + item * part_len, *l = m + rows, *O = l + rows;
+            KFN(att_item)(c, item, m, l, O, scratch + part_len);
+        }
+    }
+    if (c->n_chunks == 1) return;
+    bmf_barrier();
+    /* Merge the chunks of each (batch, head, query block) in chunk order. */
+    for (size_t blk = (size_t)tid; blk < n_blocks; blk += (size_t)nt) {
+        REAL *M = scratch, *L = M + rows, *O = L + rows;
+        for (size_t r = 0; r < rows; r++) { M[r] = -(REAL)INFINITY; L[r] = 0; }
+        memset(O, 0, rows * c->Dv_pad * sizeof(REAL));
+        for (size_t ch = 0; ch < c->n_chunks; ch++) {
+            const REAL *m = c->partials + (blk * c->n_chunks + ch) * part_len;
+            for (size_t r = 0; r < rows; r++) if (m[r] > M[r]) M[r] = m[r];
+        }
+        for (size_t ch = 0; ch < c->n_chunks; ch++) {
+            const REAL *m = c->partials + (blk * c->n_chunks + ch) * part_len;
+            const REAL *l = m + rows, *Oc = l + rows;
+            for (size_t r = 0; r < rows; r++) {
+                if (l[r] == 0 && m[r] == -(REAL)INFINITY) continue; /* saw no key */
+                REAL w = KFN(att_exp1)(m[r] - M[r]);
+                L[r] += l[r] * w;
+                for (size_t d = 0; d < c->Dv_pad; d++)
+                    O[r * c->Dv_pad + d] += Oc[r * c->Dv_pad + d] * w;
+            }
+        }
+        KFN(att_write_rows)(c, blk / c->n_qblocks, blk % c->n_qblocks, L, O);
+    }
+}
+
+/* Below this many (batch, head, query block) items the keys are split. */
+#define BMF_ATT_SPLIT_ITEMS 64
+#define BMF_ATT_MIN_CHUNK 512
+
+int KFN(attention)(size_t Lq, size_t Lk, size_t B, size_t heads, size_t Dk,
+                   size_t Dv, const REAL *Q, const REAL *K, const REAL *Vm,
+                   const REAL *mask, const ptrdiff_t mask_strides[4],
+                   int causal, double scale, REAL *out, int n_threads)
+{
+    if (Lq == 0 || B == 0 || heads == 0 || Dv == 0) return 0;
+    KFN(att_ctx) c;
+    memset(&c, 0, sizeof c);
+    c.Lq = Lq; c.Lk = Lk; c.B = B; c.heads = heads; c.Dk = Dk; c.Dv = Dv;
+    c.ld_q = B * heads * Dk;
+    c.ld_v = B * heads * Dv;
+    c.Q = Q; c.K = K; c.V = Vm; c.mask = mask; c.causal = causal;
+    c.scale = (REAL)scale; c.out = out;
+    if (mask) memcpy(c.ms, mask_strides, sizeof c.ms);
+    c.n_qblocks = (Lq + BMF_ATT_BQ - 1) / BMF_ATT_BQ;
+    c.rows_per_item = Lq < BMF_ATT_BQ ? Lq : BMF_ATT_BQ;
+    c.Dv_pad = (Dv + VL - 1) / VL * VL;
+    c.pack_v = Dv % VL != 0;
+    size_t n_blocks = B * heads * c.n_qblocks;
+    c.n_chunks = 1;
+    c.chunk_keys = Lk ? Lk : 1;
+    if (n_blocks < BMF_ATT_SPLIT_ITEMS && Lk >= 2 * BMF_ATT_MIN_CHUNK) {
+        size_t want = (BMF_ATT_SPLIT_ITEMS + n_blocks - 1) / n_blocks;
+        size_t most = Lk / BMF_ATT_MIN_CHUNK;
+        size_t n = want < most ? want : most;
+        c.chunk_keys = (Lk + n - 1) / n;
+        c.chunk_keys = (c.chunk_keys + BMF_ATT_BK - 1) / BMF_ATT_BK * BMF_ATT_BK;
+        c.n_chunks = (Lk + c.chunk_keys - 1) / c.chunk_keys;
+    }
+    size_t rows = c.rows_per_item, part_len = rows * (2 + c.Dv_pad);
+    size_t n_items = n_blocks * c.n_chunks;
+    size_t tile = BMF_ATT_BK * (Dk ? Dk : 1) + BMF_ATT_BQ * BMF_ATT_BK
+                  + BMF_ATT_BK * c.Dv_pad;
+    c.scratch_bytes = ((part_len + tile) * sizeof(REAL) + 63) / 64 * 64;
+    int nt = bmf_threads_for(n_threads, n_items);
+    c.scratch = bmf_alloc((size_t)nt * c.scratch_bytes);
+    if (c.n_chunks > 1) c.partials = bmf_alloc(n_items * part_len * sizeof(REAL));
+    if (!c.scratch || (c.n_chunks > 1 && !c.partials)) {
+        bmf_free(c.scratch);
+        bmf_free(c.partials);
+        return BMF_ERR_NOMEM;
+    }
+    bmf_parallel(nt, KFN(att_body), &c);
+    bmf_free(c.scratch);
+    bmf_free(c.partials);
+    return 0;
+}

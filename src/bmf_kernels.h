@@ -1,0 +1,31 @@
+/* bmf_kernels.h: the table of kernels that each ISA level provides, and the
+ * tables themselves (defined by kernels_<isa>.c, chosen by dispatch.c). */
+#ifndef BMF_KERNELS_H
+#define BMF_KERNELS_H
+
+#include <stddef.h>
+
+typedef struct {
+    int (*rnn_f32)(size_t, size_t, size_t, size_t, const float *, const float *,
+                   const float *, const float *, const float *, float *, int);
+    int (*rnn_f64)(size_t, size_t, size_t, size_t, const double *,
+                   const double *, const double *, const double *,
+                   const double *, double *, int);
+    int (*attention_f32)(size_t, size_t, size_t, size_t, size_t, size_t,
+                         const float *, const float *, const float *,
+                         const float *, const ptrdiff_t *, int, double, float *,
+                         int);
+    int (*attention_f64)(size_t, size_t, size_t, size_t, size_t, size_t,
+                         const double *, const double *, const double *,
+                         const double *, const ptrdiff_t *, int, double,
+                         double *, int);
+} bmf_kernel_table;
+
+extern const bmf_kernel_table bmf_kernels_baseline;
+#if defined(__x86_64__) || defined(_M_X64)
+#define BMF_HAVE_X86_LEVELS 1
+extern const bmf_kernel_table bmf_kernels_avx2;
+extern const bmf_kernel_table bmf_kernels_avx512;
+#endif
+
+#endif /* BMF_KERNELS_H */

@@ -1,0 +1,53 @@
+/* bmf_omp.h: the only place the kernels touch OpenMP.
+ *
+ * Kernels never write an OpenMP pragma themselves.  They describe their
+ * parallel work as a function body(ctx, thread_id, n_threads) and run it with
+ * bmf_parallel(); inside, bmf_barrier() synchronises the team.  Without
+ * OpenMP (a compiler lacking it) everything here degrades to a serial call and
+ * a no-op barrier, so the kernels build and give the same bits either way.
+ *
+ * A process forked after the parent ran a parallel region inherits a GNU
+ * libgomp thread pool whose threads do not exist in the child; its next
+ * parallel region would hang.  dispatch.c registers a pthread_atfork handler
+ * that calls bmf_omp_mark_forked_child(); from then on that child runs every
+ * kernel on the calling thread alone, never entering OpenMP.
+ */
+#ifndef BMF_OMP_H
+#define BMF_OMP_H
+
+#include <stddef.h>
+
+#ifdef _OPENMP
+#include <omp.h>
+#define BMF_PRAGMA(text) _Pragma(#text)
+#else
+#define BMF_PRAGMA(text)
+#endif
+
+typedef void (*bmf_parallel_body)(void *ctx, int thread_id, int n_threads);
+
+/* Defined in dispatch.c (one copy shared by every ISA's translation unit). */
+int bmf_omp_available(void);          /* 1 when built with OpenMP */
+int bmf_omp_default_threads(void);    /* omp_get_max_threads(), or 1 */
+int bmf_omp_forked_child(void);       /* 1 in a child forked after parallel use */
+void bmf_omp_note_pool_used(void);
+void bmf_parallel(int n_threads, bmf_parallel_body body, void *ctx);
+
+/* Synchronise the team of the enclosing bmf_parallel (no-op when serial). */
+static inline void bmf_barrier(void)
+{
+    BMF_PRAGMA(omp barrier)
+}
+
+/* Static, contiguous split of [0, n) into n_parts nearly equal ranges; part
+ * `part` gets [*begin, *end).  Depends only on (n, part, n_parts). */
+static inline void bmf_split_range(size_t n, int part, int n_parts,
+                                   size_t *begin, size_t *end)
+{
+    size_t base = n / (size_t)n_parts, extra = n % (size_t)n_parts;
+    size_t p = (size_t)part;
+    *begin = p * base + (p < extra ? p : extra);
+    *end = *begin + base + (p < extra ? 1 : 0);
+}
+
+#endif /* BMF_OMP_H */

@@ -1,0 +1,182 @@
+/* bmf_simd.h: the SIMD helpers of every kernel: vector types, loads and
+ * stores, select/max, horizontal reductions, exp and tanh.
+ *
+ * The vectors are GCC/Clang vector extensions of BMF_VEC_BYTES bytes (16 for
+ * the portable baseline, 32 for AVX2+FMA, 64 for AVX-512).  Each
+ * kernels_<isa>.c sets BMF_VEC_BYTES and a target pragma before including
+ * this file, so one source gives SSE2/NEON, AVX2 or AVX-512 code, and the
+ * compiler fuses a*b+c into FMA where the level has it.  Everything here is
+ * static inline: each ISA's translation unit gets its own copy, so no code of
+ * a wider level can leak into a narrower one.
+ *
+ * exp: Cody-Waite reduction x = n*ln2 + r, |r| <= ln2/2, a Taylor polynomial
+ * (degree 7 for float, 13 for double: truncation error below 1e-8 and 1e-17
+ * relative), and 2^n applied as two factors so that results down to the
+ * subnormal range and up to overflow are right.  -inf gives 0, +inf gives
+ * inf, NaN stays NaN.
+ * tanh: an odd rational/polynomial for |x| < 0.625 (Cephes' coefficients),
+ * 1 - 2/(exp(2|x|) + 1) with the sign restored above; saturates to +-1.
+ */
+#ifndef BMF_SIMD_H
+#define BMF_SIMD_H
+
+#include <stdint.h>
+#include <string.h>
+
+#ifndef BMF_VEC_BYTES
+#error "define BMF_VEC_BYTES (16, 32 or 64) before including bmf_simd.h"
+#endif
+
+#define BMF_ALWAYS_INLINE static inline __attribute__((always_inline))
+
+typedef float bmf_vf __attribute__((vector_size(BMF_VEC_BYTES)));
+typedef double bmf_vd __attribute__((vector_size(BMF_VEC_BYTES)));
+typedef int32_t bmf_vfi __attribute__((vector_size(BMF_VEC_BYTES)));
+typedef int64_t bmf_vdi __attribute__((vector_size(BMF_VEC_BYTES)));
+typedef uint32_t bmf_vfu __attribute__((vector_size(BMF_VEC_BYTES)));
+typedef uint64_t bmf_vdu __attribute__((vector_size(BMF_VEC_BYTES)));
+
+#define BMF_VF_LANES ((int)(BMF_VEC_BYTES / sizeof(float)))
+#define BMF_VD_LANES ((int)(BMF_VEC_BYTES / sizeof(double)))
+
+/* The float and double helpers have the same shape; this macro writes the
+ * type-independent ones once for each. */
+#define BMF_SIMD_BASIC(V, VI, T, LANES)                                        \
+    /* A lane loop, not {0} + s: that would turn -0.0 into +0.0. */           \
+    BMF_ALWAYS_INLINE V V##_set1(T s)                                          \
+    {                                                                          \
+        V v;                                                                   \
+        for (int i = 0; i < LANES; i++) v[i] = s;                              \
+        return v;                                                              \
+    }                                                                          \
+    BMF_ALWAYS_INLINE V V##_load(const T *p)                                   \
+    {                                                                          \
+        V v;                                                                   \
+        memcpy(&v, p, sizeof v);                                               \
+        return v;                                                              \
+    }                                                                          \
+    BMF_ALWAYS_INLINE void V##_store(T *p, V v) { memcpy(p, &v, sizeof v); }  \
+    /* The first n lanes from p (n may exceed LANES), zeros after. */          \
+    BMF_ALWAYS_INLINE V V##_load_partial(const T *p, size_t n)                 \
+    {                                                                          \
+        if (n >= (size_t)LANES) return V##_load(p);                            \
+        V v = {0};                                                             \
+        memcpy(&v, p, n * sizeof(T));                                          \
+        return v;                                                              \
+    }                                                                          \
+    BMF_ALWAYS_INLINE void V##_store_partial(T *p, V v, size_t n)              \
+    {                                                                          \
+        if (n >= (size_t)LANES) V##_store(p, v);                               \
+        else memcpy(p, &v, n * sizeof(T));                                     \
+    }                                                                          \
+    /* Lanes of a where mask is set, of b elsewhere. */                        \
+    BMF_ALWAYS_INLINE V V##_select(VI mask, V a, V b)                          \
+    {                                                                          \
+        return (V)((mask & (VI)a) | (~mask & (VI)b));                          \
+    }                                                                          \
+    /* max that ignores a NaN in b (keeps a), so a running max stays a      \
+     * number; the NaN reaches the result through exp(s - max) instead. */    \
+    BMF_ALWAYS_INLINE V V##_max(V a, V b) { return V##_select(b > a, b, a); } \
+    /* Reductions in lane order: the same bits whatever the caller. */        \
+    BMF_ALWAYS_INLINE T V##_hsum(V v)                                          \
+    {                                                                          \
+        T s = v[0];                                                            \
+        for (int i = 1; i < LANES; i++) s += v[i];                             \
+        return s;                                                              \
+    }                                                                          \
+    BMF_ALWAYS_INLINE T V##_hmax(V v)                                          \
+    {                                                                          \
+        T m = v[0];                                                            \
+        for (int i = 1; i < LANES; i++) m = v[i] > m ? v[i] : m;               \
+        return m;                                                              \
+    }
+
+BMF_SIMD_BASIC(bmf_vf, bmf_vfi, float, BMF_VF_LANES)
+BMF_SIMD_BASIC(bmf_vd, bmf_vdi, double, BMF_VD_LANES)
+
+/* ---- exp ---------------------------------------------------------------- */
+
+BMF_ALWAYS_INLINE bmf_vf bmf_vf_exp(bmf_vf x)
+{
+    /* Below -104 the result rounds to 0, above 89 to inf: clamping keeps the
+     * exponent arithmetic in range and leaves those results right. */
+    x = bmf_vf_select(x > 89.0f, bmf_vf_set1(89.0f), x);
+    x = bmf_vf_select(x < -104.0f, bmf_vf_set1(-104.0f), x);
+    const float shifter = 12582912.0f; /* 1.5 * 2^23: t - shifter = round(.) */
+    bmf_vf t = x * 1.44269504088896341f + shifter;
+    bmf_vf n = t - shifter;
+    bmf_vfi ni = (bmf_vfi)t - (bmf_vfi)bmf_vf_set1(shifter);
+    bmf_vf r = x - n * 0.693359375f;     /* ln2, high part (exact product) */
+    r = r - n * -2.12194440e-4f;         /* ln2, low part */
+    bmf_vf p = bmf_vf_set1(1.0f / 5040.0f);
+    p = p * r + 1.0f / 720.0f;
+    p = p * r + 1.0f / 120.0f;
+    p = p * r + 1.0f / 24.0f;
+    p = p * r + 1.0f / 6.0f;
+    p = p * r + 0.5f;
+    p = p * r + 1.0f;
+    p = p * r + 1.0f;
+    bmf_vfi n1 = ni >> 1, n2 = ni - n1;  /* 2^n = 2^n1 * 2^n2, each in range */
+    bmf_vf s1 = (bmf_vf)((bmf_vfu)(n1 + 127) << 23);
+    bmf_vf s2 = (bmf_vf)((bmf_vfu)(n2 + 127) << 23);
+    return p * s1 * s2;
+}
+
+BMF_ALWAYS_INLINE bmf_vd bmf_vd_exp(bmf_vd x)
+{
+    x = bmf_vd_select(x > 710.0, bmf_vd_set1(710.0), x);
+    x = bmf_vd_select(x < -746.0, bmf_vd_set1(-746.0), x);
+    const double shifter = 6755399441055744.0; /* 1.5 * 2^52 */
+    bmf_vd t = x * 1.4426950408889634074 + shifter;
+    bmf_vd n = t - shifter;
+    bmf_vdi ni = (bmf_vdi)t - (bmf_vdi)bmf_vd_set1(shifter);
+    bmf_vd r = x - n * 6.93147180369123816490e-01;  /* ln2 high, 32 bits */
+    r = r - n * 1.90821492927058770002e-10;         /* ln2 low */
+    static const double inv_fact[14] = {
+        1.0, 1.0, 1.0 / 2, 1.0 / 6, 1.0 / 24, 1.0 / 120, 1.0 / 720,
+        1.0 / 5040, 1.0 / 40320, 1.0 / 362880, 1.0 / 3628800,
+        1.0 / 39916800, 1.0 / 479001600, 1.0 / 6227020800.0};
+    bmf_vd p = bmf_vd_set1(inv_fact[13]);
+    for (int k = 12; k >= 0; k--) p = p * r + inv_fact[k];
+    bmf_vdi n1 = ni >> 1, n2 = ni - n1;
+    bmf_vd s1 = (bmf_vd)((bmf_vdu)(n1 + 1023) << 52);
+    bmf_vd s2 = (bmf_vd)((bmf_vdu)(n2 + 1023) << 52);
+    return p * s1 * s2;
+}
+
+/* ---- tanh --------------------------------------------------------------- */
+
+BMF_ALWAYS_INLINE bmf_vf bmf_vf_tanh(bmf_vf x)
+{
+    const bmf_vfi sign_bit = (bmf_vfi)bmf_vf_set1(-0.0f);
+    bmf_vf ax = (bmf_vf)((bmf_vfi)x & ~sign_bit);
+    bmf_vf z = x * x;
+    bmf_vf small = bmf_vf_set1(-5.70498872745e-3f);
+    small = small * z + 2.06390887954e-2f;
+    small = small * z - 5.37397155531e-2f;
+    small = small * z + 1.33314422036e-1f;
+    small = small * z - 3.33332819422e-1f;
+    small = small * z * x + x;
+    bmf_vf e = bmf_vf_exp(ax + ax);
+    bmf_vf big = 1.0f - 2.0f / (e + 1.0f);
+    big = (bmf_vf)((bmf_vfi)big | ((bmf_vfi)x & sign_bit));
+    return bmf_vf_select(ax < 0.625f, small, big);
+}
+
+BMF_ALWAYS_INLINE bmf_vd bmf_vd_tanh(bmf_vd x)
+{
+    const bmf_vdi sign_bit = (bmf_vdi)bmf_vd_set1(-0.0);
+    bmf_vd ax = (bmf_vd)((bmf_vdi)x & ~sign_bit);
+    bmf_vd s = x * x;
+    bmf_vd num = (-9.64399179425052238628e-1 * s - 9.92877231001918586564e1) * s
+                 - 1.61468768441708447952e3;
+    bmf_vd den = ((s + 1.12811678491632931402e2) * s + 2.23548839060100448583e3) * s
+                 + 4.84406305325125486048e3;
+    bmf_vd small = x + x * (s * num / den);
+    bmf_vd e = bmf_vd_exp(ax + ax);
+    bmf_vd big = 1.0 - 2.0 / (e + 1.0);
+    big = (bmf_vd)((bmf_vdi)big | ((bmf_vdi)x & sign_bit));
+    return bmf_vd_select(ax < 0.625, small, big);
+}
+
+#endif /* BMF_SIMD_H */

@@ -1,0 +1,197 @@
+/* dispatch.c: CPU detection, the ISA level in use, the public entry points
+ * (which forward to that level's kernel table), OpenMP plumbing and fork
+ * safety.  Compiled for the baseline only: nothing here needs a wide ISA. */
+#define _GNU_SOURCE
+#include <pthread.h>
+#include <stdlib.h>
+
+#include "bigmodel_fast.h"
+#include "bmf_kernels.h"
+#include "bmf_omp.h"
+
+#ifndef BMF_BUILD_CFLAGS
+#define BMF_BUILD_CFLAGS "(unknown)"
+#endif
+
+/* ---- CPU features ------------------------------------------------------- */
+
+#ifdef BMF_HAVE_X86_LEVELS
+#include <cpuid.h>
+
+static unsigned long long bmf_xgetbv0(void)
+{
+    unsigned eax, edx;
+    __asm__ volatile("xgetbv" : "=a"(eax), "=d"(edx) : "c"(0));
+    return ((unsigned long long)edx << 32) | eax;
+}
+
+/* The widest level whose instructions the CPU has AND whose registers the OS
+ * saves on a context switch (XCR0), as the Intel SDM prescribes. */
+static int bmf_detect_isa(void)
+{
+    unsigned a, b, c, d;
+    if (!__get_cpuid(1, &a, &b, &c, &d)) return BMF_ISA_BASELINE;
+    int osxsave = (c >> 27) & 1, avx = (c >> 28) & 1, fma = (c >> 12) & 1;
+    if (!osxsave || !avx || !fma) return BMF_ISA_BASELINE;
+    unsigned long long xcr0 = bmf_xgetbv0();
+    if ((xcr0 & 0x6) != 0x6) return BMF_ISA_BASELINE; /* XMM and YMM state */
+    if (__get_cpuid_max(0, NULL) < 7) return BMF_ISA_BASELINE;
+    __cpuid_count(7, 0, a, b, c, d);
+    int avx2 = (b >> 5) & 1;
+    int avx512 = ((b >> 16) & 1) && ((b >> 17) & 1) /* F, DQ */
+                 && ((b >> 30) & 1) && ((b >> 31) & 1); /* BW, VL */
+    if (!avx2) return BMF_ISA_BASELINE;
+    if (avx512 && (xcr0 & 0xE6) == 0xE6) return BMF_ISA_AVX512; /* + opmask, ZMM */
+    return BMF_ISA_AVX2;
+}
+#else
+static int bmf_detect_isa(void) { return BMF_ISA_BASELINE; }
+#endif
+
+static int bmf_cpu_level = -1;
+static int bmf_level = -1;
+
+int bmf_cpu_isa(void)
+{
+    if (bmf_cpu_level < 0) bmf_cpu_level = bmf_detect_isa();
+    return bmf_cpu_level;
+}
+
+int bmf_get_isa(void)
+{
+    if (bmf_level < 0) bmf_level = bmf_cpu_isa();
+    return bmf_level;
+}
+
+int bmf_set_isa(int level)
+{
+    int cpu = bmf_cpu_isa();
+    if (level < BMF_ISA_BASELINE) level = BMF_ISA_BASELINE;
+    bmf_level = level < cpu ? level : cpu;
+    return bmf_level;
+}
+
+const char *bmf_isa_name(int level)
+{
+    switch (level) {
+    case BMF_ISA_AVX2: return "avx2";
+    case BMF_ISA_AVX512: return "avx512";
+    default: return "baseline";
+    }
+}
+
+static const bmf_kernel_table *bmf_table(void)
+{
+#ifdef BMF_HAVE_X86_LEVELS
+    switch (bmf_get_isa()) {
+    case BMF_ISA_AVX512: return &bmf_kernels_avx512;
+    case BMF_ISA_AVX2: return &bmf_kernels_avx2;
+    default: break;
+    }
+#endif
+    return &bmf_kernels_baseline;
+}
+
+/* ---- OpenMP and fork ---------------------------------------------------- */
+
+static volatile int bmf_pool_used;   /* a parallel region with >1 thread ran */
+static volatile int bmf_in_forked_child;
+
+static void bmf_atfork_child(void)
+{
+    if (bmf_pool_used) bmf_in_forked_child = 1;
+}
+
+static pthread_once_t bmf_atfork_once = PTHREAD_ONCE_INIT;
+static void bmf_register_atfork(void) { pthread_atfork(NULL, NULL, bmf_atfork_child); }
+
+int bmf_omp_available(void)
+{
+#ifdef _OPENMP
+    return 1;
+#else
+    return 0;
+#endif
+}
+
+int bmf_openmp_enabled(void) { return bmf_omp_available(); }
+
+int bmf_omp_default_threads(void)
+{
+#ifdef _OPENMP
+    return omp_get_max_threads();
+#else
+    return 1;
+#endif
+}
+
+int bmf_default_threads(void) { return bmf_omp_default_threads(); }
+int bmf_omp_forked_child(void) { return bmf_in_forked_child; }
+void bmf_omp_note_pool_used(void) { bmf_pool_used = 1; }
+
+void bmf_parallel(int n_threads, bmf_parallel_body body, void *ctx)
+{
+    pthread_once(&bmf_atfork_once, bmf_register_atfork);
+#ifdef _OPENMP
+    if (n_threads > 1 && !bmf_in_forked_child) {
+        bmf_pool_used = 1;
+        BMF_PRAGMA(omp parallel num_threads(n_threads))
+        body(ctx, omp_get_thread_num(), omp_get_num_threads());
+        return;
+    }
+#else
+    (void)n_threads;
+#endif
+    body(ctx, 0, 1);
+}
+
+const char *bmf_build_info(void)
+{
+    return "compiler: "
+#ifdef __VERSION__
+#ifdef __clang__
+           "clang "
+#elif defined(__GNUC__)
+           "gcc "
+#endif
+           __VERSION__
+#else
+           "unknown"
+#endif
+           "; flags: " BMF_BUILD_CFLAGS;
+}
+
+/* ---- public entry points ------------------------------------------------ */
+
+int bmf_rnn_f32(size_t T, size_t B, size_t I, size_t H, const float *x,
+                const float *h0, const float *Wx, const float *Wh,
+                const float *b, float *out, int n_threads)
+{
+    return bmf_table()->rnn_f32(T, B, I, H, x, h0, Wx, Wh, b, out, n_threads);
+}
+
+int bmf_rnn_f64(size_t T, size_t B, size_t I, size_t H, const double *x,
+                const double *h0, const double *Wx, const double *Wh,
+                const double *b, double *out, int n_threads)
+{
+    return bmf_table()->rnn_f64(T, B, I, H, x, h0, Wx, Wh, b, out, n_threads);
+}
+
+int bmf_attention_f32(size_t Lq, size_t Lk, size_t B, size_t heads, size_t Dk,
+                      size_t Dv, const float *Q, const float *K, const float *V,
+                      const float *mask, const ptrdiff_t mask_strides[4],
+                      int causal, double scale, float *out, int n_threads)
+{
+    return bmf_table()->attention_f32(Lq, Lk, B, heads, Dk, Dv, Q, K, V, mask,
+                                      mask_strides, causal, scale, out, n_threads);
+}
+
+int bmf_attention_f64(size_t Lq, size_t Lk, size_t B, size_t heads, size_t Dk,
+                      size_t Dv, const double *Q, const double *K,
+                      const double *V, const double *mask,
+                      const ptrdiff_t mask_strides[4], int causal, double scale,
+                      double *out, int n_threads)
+{
+    return bmf_table()->attention_f64(Lq, Lk, B, heads, Dk, Dv, Q, K, V, mask,
+                                      mask_strides, causal, scale, out, n_threads);
+}

@@ -1,0 +1,6 @@
+/* Kernels for any CPU: 16-byte vectors (SSE2 on x86-64, NEON on arm64, or
+ * plain C elsewhere), no FMA assumed. */
+#define BMF_VEC_BYTES 16
+#define BMF_ISA_NAME baseline
+#define BMF_NV 3
+#include "kernels_impl.h"

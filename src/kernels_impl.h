@@ -1,0 +1,75 @@
+/* kernels_impl.h: instantiates every kernel for one ISA level, for float and
+ * double, and exports them as the table bmf_kernels_<BMF_ISA_NAME>.
+ * Included only by kernels_<isa>.c, after its target pragma and
+ * BMF_VEC_BYTES / BMF_ISA_NAME / BMF_NV definitions.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bigmodel_fast.h"
+#include "bmf_kernels.h"
+#include "bmf_omp.h"
+#include "bmf_simd.h"
+
+#define BMF_CAT_(a, b, c) a##b##c
+#define BMF_CAT(a, b, c) BMF_CAT_(a, b, c)
+
+#define BMF_MR 4      /* rows of a GEMM tile */
+#define BMF_NV1 8     /* panels of a one-row tile */
+#define BMF_ATT_BQ 32 /* query rows per attention block */
+#define BMF_ATT_BK 128 /* keys per attention tile (a multiple of every VL) */
+
+/* How a GEMM tile starts its accumulators (gemm_impl.h). */
+enum { BMF_INIT_ZERO = 0, BMF_INIT_C = 1, BMF_INIT_BIAS = 2 };
+
+static void *bmf_alloc(size_t bytes)
+{
+    void *p = NULL;
+    if (posix_memalign(&p, 64, bytes ? bytes : 64) != 0) return NULL;
+    return p;
+}
+static void bmf_free(void *p) { free(p); }
+
+/* The requested thread count cut to the useful parallelism (at least 1). */
+static int bmf_threads_for(int requested, size_t useful)
+{
+    size_t n = requested < 1 ? 1 : (size_t)requested;
+    if (useful < n) n = useful ? useful : 1;
+    return (int)n;
+}
+
+#define REAL float
+#define VEC bmf_vf
+#define VL BMF_VF_LANES
+#define V(op) bmf_vf_##op
+#define KFN(name) BMF_CAT(name, _f32_, BMF_ISA_NAME)
+#include "gemm_impl.h"
+#include "rnn_impl.h"
+#include "attention_impl.h"
+#undef REAL
+#undef VEC
+#undef VL
+#undef V
+#undef KFN
+
+#define REAL double
+#define VEC bmf_vd
+#define VL BMF_VD_LANES
+#define V(op) bmf_vd_##op
+#define KFN(name) BMF_CAT(name, _f64_, BMF_ISA_NAME)
+#include "gemm_impl.h"
+#include "rnn_impl.h"
+#include "attention_impl.h"
+#undef REAL
+#undef VEC
+#undef VL
+#undef V
+#undef KFN
+
+const bmf_kernel_table BMF_CAT(bmf_kernels_, BMF_ISA_NAME, ) = {
+    BMF_CAT(rnn, _f32_, BMF_ISA_NAME),
+    BMF_CAT(rnn, _f64_, BMF_ISA_NAME),
+    BMF_CAT(attention, _f32_, BMF_ISA_NAME),
+    BMF_CAT(attention, _f64_, BMF_ISA_NAME),
+};

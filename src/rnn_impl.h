@@ -1,0 +1,83 @@
+/* rnn_impl.h: the Elman tanh RNN forward, h_t = tanh(x_t Wx^T + h_{t-1} Wh^T + b).
+ * A template: kernels_impl.h includes it once per (ISA, REAL).
+ *
+ * 1. Input projection for every step at once, written straight into out:
+ *    out[t, b, :] = x[t, b, :] Wx^T + b (one blocked matrix product, rows
+ *    split across threads).
+ * 2. The recurrence in ONE parallel region for the whole sequence (the
+ *    "persistent RNN"): thread j owns the same panels of hidden units at every
+ *    step, packs its rows of Wh once so they stay in its cache, computes
+ *    out[t][:, its units] = tanh(out[t] + out[t-1] Wh^T) for every batch row,
+ *    and meets the others at one barrier per step.
+ * The thread count is cut to what the work per step repays.
+ */
+
+typedef struct {
+    size_t T, B, I, H, n_panels;
+    const REAL *x, *h0, *Wx, *Wh, *b;
+    REAL *out, *Wx_packed, *Wh_packed;
+} KFN(rnn_ctx);
+
+static void KFN(rnn_projection_body)(void *arg, int tid, int nt)
+{
+    KFN(rnn_ctx) *c = arg;
+    size_t p0, p1, m0, m1;
+    bmf_split_range(c->n_panels, tid, nt, &p0, &p1);
+    KFN(pack_panels)(c->Wx, c->I, c->H, c->I, p0, p1, c->Wx_packed);
+    bmf_barrier();
+    /* Rows split in whole tiles so that only the last thread has a ragged one. */
+    size_t rows = c->T * c->B, tiles = (rows + BMF_MR - 1) / BMF_MR;
+    bmf_split_range(tiles, tid, nt, &m0, &m1);
+    m0 *= BMF_MR;
+    m1 = m1 * BMF_MR < rows ? m1 * BMF_MR : rows;
+    if (m0 < m1)
+        KFN(gemm_block)(m0, m1, 0, c->n_panels, c->I, c->x, c->I,
+                        c->Wx_packed, c->I * VL, VL, c->out, c->H,
+                        c->H, BMF_INIT_BIAS, c->b, 0);
+}
+
+static void KFN(rnn_recurrence_body)(void *arg, int tid, int nt)
+{
+    KFN(rnn_ctx) *c = arg;
+    size_t p0, p1, H = c->H, step = c->B * c->H;
+    bmf_split_range(c->n_panels, tid, nt, &p0, &p1);
+    KFN(pack_panels)(c->Wh, H, H, H, p0, p1, c->Wh_packed);
+    for (size_t t = 0; t < c->T; t++) {
+        const REAL *h_prev = t == 0 ? c->h0 : c->out + (t - 1) * step;
+        REAL *h = c->out + t * step;
+        if (p0 < p1)
+            KFN(gemm_block)(0, c->B, p0, p1, H, h_prev, H, c->Wh_packed,
+                            H * VL, VL, h, H, H, BMF_INIT_C, NULL, 1);
+        bmf_barrier();
+    }
+}
+
+/* Below this many multiply-adds per thread and step, a barrier per step
+ * costs more than the second thread saves. */
+#define BMF_RNN_MIN_MACS_PER_THREAD 16384
+
+int KFN(rnn)(size_t T, size_t B, size_t I, size_t H, const REAL *x,
+             const REAL *h0, const REAL *Wx, const REAL *Wh, const REAL *b,
+             REAL *out, int n_threads)
+{
+    if (T == 0 || B == 0 || H == 0) return 0;
+    size_t n_panels = (H + VL - 1) / VL;
+    KFN(rnn_ctx) c = {T, B, I, H, n_panels, x, h0, Wx, Wh, b, out, NULL, NULL};
+    c.Wx_packed = bmf_alloc(n_panels * VL * (I ? I : 1) * sizeof(REAL));
+    c.Wh_packed = bmf_alloc(n_panels * VL * H * sizeof(REAL));
+    if (!c.Wx_packed || !c.Wh_packed) {
+        bmf_free(c.Wx_packed);
+        bmf_free(c.Wh_packed);
+        return BMF_ERR_NOMEM;
+    }
+    size_t proj_work = T * B * H * (I + 1) / BMF_RNN_MIN_MACS_PER_THREAD + 1;
+    int nt = bmf_threads_for(n_threads, proj_work < n_panels * T ? proj_work : n_panels * T);
+    bmf_parallel(nt, KFN(rnn_projection_body), &c);
+
+    size_t step_work = B * H * H / BMF_RNN_MIN_MACS_PER_THREAD + 1;
+    nt = bmf_threads_for(n_threads, step_work < n_panels ? step_work : n_panels);
+    bmf_parallel(nt, KFN(rnn_recurrence_body), &c);
+    bmf_free(c.Wx_packed);
+    bmf_free(c.Wh_packed);
+    return 0;
+}

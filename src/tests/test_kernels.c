@@ -1,0 +1,180 @@
+/* Standalone test of the C core, no Python: every kernel at every ISA level
+ * this CPU has, 1..3 threads, against naive double-precision loops, and
+ * bitwise equality across thread counts.  Build and run: make -C src test */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bigmodel_fast.h"
+
+static int failures;
+
+static double urand(unsigned *s)
+{
+    *s = *s * 1664525u + 1013904223u;
+    return ((*s >> 8) / 16777216.0) * 2.0 - 1.0;
+}
+
+static void naive_rnn(size_t T, size_t B, size_t I, size_t H, const double *x,
+                      const double *h0, const double *Wx, const double *Wh,
+                      const double *b, double *out)
+{
+    for (size_t t = 0; t < T; t++)
+        for (size_t n = 0; n < B; n++)
+            for (size_t j = 0; j < H; j++) {
+                const double *hp = t ? out + ((t - 1) * B + n) * H : h0 + n * H;
+                double s = b[j];
+                for (size_t k = 0; k < I; k++) s += x[(t * B + n) * I + k] * Wx[j * I + k];
+                for (size_t k = 0; k < H; k++) s += hp[k] * Wh[j * H + k];
+                out[(t * B + n) * H + j] = tanh(s);
+            }
+}
+
+static void naive_attention(size_t Lq, size_t Lk, size_t B, size_t nh, size_t Dk,
+                            size_t Dv, const double *Q, const double *K,
+                            const double *V, const double *mask, int causal,
+                            double scale, double *out)
+{
+    double *s = malloc((Lk ? Lk : 1) * sizeof *s);
+    for (size_t b = 0; b < B; b++)
+        for (size_t h = 0; h < nh; h++)
+            for (size_t i = 0; i < Lq; i++) {
+                double mx = -INFINITY, sum = 0;
+                for (size_t j = 0; j < Lk; j++) {
+                    double d = 0;
+                    for (size_t e = 0; e < Dk; e++)
+                        d += Q[(i * B + b) * nh * Dk + h * Dk + e] * K[(j * B + b) * nh * Dk + h * Dk + e];
+                    d *= scale;
+                    if (mask) d += mask[i * Lk + j];
+                    if (causal && (ptrdiff_t)j > (ptrdiff_t)i + (ptrdiff_t)Lk - (ptrdiff_t)Lq) d = -INFINITY;
+                    s[j] = d;
+                    if (d > mx) mx = d;
+                }
+                for (size_t j = 0; j < Lk; j++) { s[j] = mx == -INFINITY ? 0 : exp(s[j] - mx); sum += s[j]; }
+                for (size_t e = 0; e < Dv; e++) {
+                    double o = 0;
+                    for (size_t j = 0; j < Lk; j++) o += s[j] * V[(j * B + b) * nh * Dv + h * Dv + e];
+                    out[(i * B + b) * nh * Dv + h * Dv + e] = sum > 0 ? o / sum : 0;
+                }
+            }
+    free(s);
+}
+
+static double *rand_array(size_t n, unsigned seed)
+{
+    double *a = malloc((n ? n : 1) * sizeof *a);
+    for (size_t i = 0; i < n; i++) a[i] = urand(&seed);
+    return a;
+}
+
+static float *to_f32(const double *a, size_t n)
+{
+    float *f = malloc((n ? n : 1) * sizeof *f);
+    for (size_t i = 0; i < n; i++) f[i] = (float)a[i];
+    return f;
+}
+
+static void check(const char *what, const double *want, const double *got64,
+                  const float *got32, size_t n, double tol64, double tol32)
+{
+    double e64 = 0, e32 = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d64 = fabs(want[i] - got64[i]), d32 = fabs(want[i] - got32[i]);
+        if (!(d64 <= e64)) e64 = d64; /* NaN counts as a failure */
+        if (!(d32 <= e32)) e32 = d32;
+    }
+    int ok = e64 <= tol64 && e32 <= tol32;
+    if (!ok) failures++;
+    printf("%-6s %-7s %-44s f64 err %.2e  f32 err %.2e\n", ok ? "ok" : "FAIL",
+           bmf_isa_name(bmf_get_isa()), what, e64, e32);
+}
+
+static void test_rnn(size_t T, size_t B, size_t I, size_t H)
+{
+    size_t nx = T * B * I, nout = T * B * H;
+    double *x = rand_array(nx, 1), *h0 = rand_array(B * H, 2);
+    double *Wx = rand_array(H * I, 3), *Wh = rand_array(H * H, 4), *b = rand_array(H, 5);
+    for (size_t i = 0; i < H * H; i++) Wh[i] *= 1.0 / sqrt((double)H + 1);
+    double *want = calloc(nout ? nout : 1, sizeof *want), *got = malloc((nout ? nout : 1) * sizeof *got);
+    float *x32 = to_f32(x, nx), *h032 = to_f32(h0, B * H), *Wx32 = to_f32(Wx, H * I);
+    float *Wh32 = to_f32(Wh, H * H), *b32 = to_f32(b, H);
+    float *got32 = malloc((nout ? nout : 1) * sizeof *got32), *ref32 = malloc((nout ? nout : 1) * sizeof *ref32);
+    double *ref64 = malloc((nout ? nout : 1) * sizeof *ref64);
+    naive_rnn(T, B, I, H, x, h0, Wx, Wh, b, want);
+    for (int nt = 1; nt <= 3; nt++) {
+        bmf_rnn_f64(T, B, I, H, x, h0, Wx, Wh, b, got, nt);
+        bmf_rnn_f32(T, B, I, H, x32, h032, Wx32, Wh32, b32, got32, nt);
+        if (nt == 1) {
+            char what[96];
+            snprintf(what, sizeof what, "rnn T=%zu B=%zu I=%zu H=%zu", T, B, I, H);
+            check(what, want, got, got32, nout, 1e-12, 2e-5);
+            memcpy(ref64, got, nout * sizeof *got);
+            memcpy(ref32, got32, nout * sizeof *got32);
+        } else if (memcmp(ref64, got, nout * sizeof *got) || memcmp(ref32, got32, nout * sizeof *got32)) {
+            failures++;
+            printf("FAIL   rnn T=%zu B=%zu I=%zu H=%zu differs with %d threads\n", T, B, I, H, nt);
+        }
+    }
+    free(x); free(h0); free(Wx); free(Wh); free(b); free(want); free(got);
+    free(x32); free(h032); free(Wx32); free(Wh32); free(b32); free(got32); free(ref32); free(ref64);
+}
+
+static void test_attention(size_t Lq, size_t Lk, size_t B, size_t nh, size_t Dk,
+                           size_t Dv, int with_mask, int causal)
+{
+    size_t nq = Lq * B * nh * Dk, nk = Lk * B * nh * Dk, nv = Lk * B * nh * Dv, no = Lq * B * nh * Dv;
+    double *Q = rand_array(nq, 11), *K = rand_array(nk, 12), *V = rand_array(nv, 13);
+    double *mask = with_mask ? rand_array(Lq * Lk, 14) : NULL;
+    if (mask) /* mask out every third key, and all keys of query row 1 */
+        for (size_t i = 0; i < Lq; i++)
+            for (size_t j = 0; j < Lk; j++)
+                if (j % 3 == 0 || i == 1) mask[i * Lk + j] = -INFINITY;
+    ptrdiff_t ms[4] = {0, 0, (ptrdiff_t)Lk, 1};
+    double scale = 1.0 / sqrt((double)(Dk ? Dk : 1));
+    double *want = malloc((no ? no : 1) * sizeof *want), *got = malloc((no ? no : 1) * sizeof *got);
+    double *ref64 = malloc((no ? no : 1) * sizeof *ref64);
+    float *Q32 = to_f32(Q, nq), *K32 = to_f32(K, nk), *V32 = to_f32(V, nv);
+    float *m32 = mask ? to_f32(mask, Lq * Lk) : NULL;
+    float *got32 = malloc((no ? no : 1) * sizeof *got32), *ref32 = malloc((no ? no : 1) * sizeof *ref32);
+    naive_attention(Lq, Lk, B, nh, Dk, Dv, Q, K, V, mask, causal, scale, want);
+    for (int nt = 1; nt <= 3; nt++) {
+        bmf_attention_f64(Lq, Lk, B, nh, Dk, Dv, Q, K, V, mask, ms, causal, scale, got, nt);
+        bmf_attention_f32(Lq, Lk, B, nh, Dk, Dv, Q32, K32, V32, m32, ms, causal, scale, got32, nt);
+        if (nt == 1) {
+            char what[96];
+            snprintf(what, sizeof what, "attn Lq=%zu Lk=%zu B=%zu h=%zu Dk=%zu Dv=%zu%s%s", Lq, Lk, B,
+                     nh, Dk, Dv, with_mask ? " mask" : "", causal ? " causal" : "");
+            check(what, want, got, got32, no, 1e-12, 2e-5);
+            memcpy(ref64, got, no * sizeof *got);
+            memcpy(ref32, got32, no * sizeof *got32);
+        } else if (memcmp(ref64, got, no * sizeof *got) || memcmp(ref32, got32, no * sizeof *got32)) {
+            failures++;
+            printf("FAIL   attention differs with %d threads\n", nt);
+        }
+    }
+    free(Q); free(K); free(V); free(mask); free(want); free(got); free(ref64);
+    free(Q32); free(K32); free(V32); free(m32); free(got32); free(ref32);
+}
+
+int main(void)
+{
+    printf("%s\nCPU level: %s, OpenMP: %d\n", bmf_build_info(), bmf_isa_name(bmf_cpu_isa()),
+           bmf_openmp_enabled());
+    for (int level = bmf_cpu_isa(); level >= BMF_ISA_BASELINE; level--) {
+        bmf_set_isa(level);
+        test_rnn(5, 3, 7, 13);
+        test_rnn(4, 1, 1, 257);
+        test_rnn(3, 9, 40, 33);
+        test_rnn(2, 2, 0, 5);
+        test_rnn(0, 2, 3, 4);
+        test_attention(7, 9, 2, 1, 5, 3, 0, 0);
+        test_attention(40, 300, 2, 2, 16, 24, 1, 0);
+        test_attention(33, 20, 1, 5, 8, 8, 0, 1);
+        test_attention(5, 1500, 1, 1, 80, 80, 0, 1);
+        test_attention(3, 0, 2, 1, 4, 4, 0, 0);
+        test_attention(70, 130, 3, 1, 64, 64, 1, 1);
+    }
+    printf("%d failed\n", failures);
+    return failures != 0;
+}
