@@ -2,6 +2,7 @@
  * package binds it with Cython, src/tests/test_kernels.c calls it directly.
  *
  * All arrays are C-contiguous in the layouts of SPEC.md:
+ * (complex.h makes `I` a macro, so the prototypes spell the sizes out.)
  *   rnn:       x (T, B, I), h0 (B, H), Wx (H, I), Wh (H, H), b (H), out (T, B, H)
  *   attention: Q (Lq, B, heads*Dk), K (Lk, B, heads*Dk), V (Lk, B, heads*Dv),
  *              out (Lq, B, heads*Dv); mask (optional) is an additive mask read
@@ -33,10 +34,10 @@ int bmf_openmp_enabled(void);
 int bmf_default_threads(void);         /* omp_get_max_threads(), or 1 */
 const char *bmf_build_info(void);
 
-int bmf_rnn_f32(size_t T, size_t B, size_t I, size_t H, const float *x,
+int bmf_rnn_f32(size_t steps, size_t batch, size_t n_in, size_t n_hidden, const float *x,
                 const float *h0, const float *Wx, const float *Wh,
                 const float *b, float *out, int n_threads);
-int bmf_rnn_f64(size_t T, size_t B, size_t I, size_t H, const double *x,
+int bmf_rnn_f64(size_t steps, size_t batch, size_t n_in, size_t n_hidden, const double *x,
                 const double *h0, const double *Wx, const double *Wh,
                 const double *b, double *out, int n_threads);
 

@@ -1,0 +1,197 @@
+"""Argument checking and normalisation: the one place for both backends.
+
+``prepare_rnn`` and ``prepare_attention`` check every argument before any
+work, raise ``TypeError``/``ValueError`` naming the argument and the shapes,
+and return a ``Prepared`` call: C-contiguous inputs in the compute dtype
+(float32 or float64), the result's shape and dtype, and the array the kernel
+writes into.  ``Prepared.run(kernel)`` calls a kernel (native or NumPy) and
+hands back the result as SPEC.md describes (``out=``, float16 cast back).
+"""
+
+import numbers
+import operator
+
+import numpy as np
+
+_BAD_KINDS = {"c": "complex", "O": "object", "U": "string", "S": "bytes",
+              "V": "structured/void", "M": "datetime", "m": "timedelta"}
+
+
+def _as_array(name, value):
+    if value is None:
+        raise TypeError(f"{name} must be an array, got None")
+    arr = np.asarray(value)
+    if arr.dtype.kind in _BAD_KINDS:
+        raise TypeError(f"{name} has dtype {arr.dtype} ({_BAD_KINDS[arr.dtype.kind]}); "
+                        "bigmodel_fast computes with real floating-point numbers "
+                        "(integer and boolean inputs are converted to float64)")
+    return arr
+
+
+def _dtypes(arrays):
+    """(result dtype, compute dtype) for the non-mask inputs, per SPEC.md."""
+    result = np.result_type(*arrays)
+    if result.kind in "biu":
+        result = np.dtype(np.float64)
+    compute = np.dtype(np.float32 if result.itemsize <= 4 else np.float64)
+    return result, compute
+
+
+def check_num_threads(num_threads):
+    """None or a positive integer; returns None or an int."""
+    if num_threads is None:
+        return None
+    if isinstance(num_threads, (bool, np.bool_)) or not isinstance(num_threads, numbers.Integral):
+        raise TypeError(f"num_threads must be None or a positive int, got {num_threads!r}")
+    n = operator.index(num_threads)
+    if n < 1:
+        raise ValueError(f"num_threads must be >= 1, got {n}")
+    return n
+
+
+def _check_out(out, shape, dtype):
+    if out is None:
+        return None
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"out must be a numpy.ndarray, got {type(out).__name__}")
+    if out.shape != shape:
+        raise ValueError(f"out has shape {out.shape}, the result has shape {shape}")
+    if out.dtype != dtype:
+        raise TypeError(f"out has dtype {out.dtype}, the result has dtype {dtype}")
+    if not out.flags.c_contiguous:
+        raise ValueError("out must be C-contiguous")
+    if not out.flags.writeable:
+        raise ValueError("out is read-only")
+    return out
+
+
+class Prepared:
+    """A checked call: compute-dtype inputs and where the result goes."""
+
+    def __init__(self, inputs, shape, result_dtype, compute_dtype, out, num_threads, **params):
+        self.inputs = inputs              # dict name -> C-contiguous compute-dtype array
+        self.shape = shape
+        self.result_dtype = result_dtype
+        self.compute_dtype = compute_dtype
+        self.user_out = out
+        self.num_threads = num_threads    # None (the default) or an int >= 1
+        self.__dict__.update(params)
+
+    def run(self, kernel):
+        """kernel(self, dest) fills dest (C-contiguous, compute dtype)."""
+        out = self.user_out
+        direct = (out is not None and out.dtype == self.compute_dtype
+                  and not any(np.may_share_memory(out, a) for a in self.inputs.values()
+                              if a is not None))
+        dest = out if direct else np.empty(self.shape, self.compute_dtype)
+        if dest.size:
+            kernel(self, dest)
+        if direct:
+            return out
+        if out is not None:
+            out[...] = dest
+            return out
+        return dest if self.result_dtype == self.compute_dtype else dest.astype(self.result_dtype)
+
+
+def prepare_rnn(x, h0, Wx, Wh, b, num_threads=None, out=None):
+    x, h0, Wx, Wh, b = (_as_array(n, v) for n, v in
+                        (("x", x), ("h0", h0), ("Wx", Wx), ("Wh", Wh), ("b", b)))
+    if x.ndim == 2:
+        x = x[:, :, None]  # (T, B): one input feature, as the seed's docstring
+    elif x.ndim != 3:
+        raise ValueError(f"x must be 3-D (T, B, I) or 2-D (T, B), got shape {x.shape}")
+    T, B, I = x.shape
+    if h0.ndim != 2 or h0.shape[0] != B:
+        raise ValueError(f"h0 must have shape (B, H) = ({B}, H) for x of shape {x.shape}, "
+                         f"got {h0.shape}")
+    H = h0.shape[1]
+    for name, arr, want in (("Wx", Wx, (H, I)), ("Wh", Wh, (H, H)), ("b", b, (H,))):
+        if arr.shape != want:
+            raise ValueError(f"{name} must have shape {want} for x of shape {x.shape} and "
+                             f"h0 of shape {h0.shape}, got {arr.shape}")
+    result, compute = _dtypes([x, h0, Wx, Wh, b])
+    n = check_num_threads(num_threads)
+    shape = (T, B, H)
+    out = _check_out(out, shape, result)
+    inputs = {name: np.ascontiguousarray(a, dtype=compute)
+              for name, a in (("x", x), ("h0", h0), ("Wx", Wx), ("Wh", Wh), ("b", b))}
+    return Prepared(inputs, shape, result, compute, out, n)
+
+
+def _mask_4d(mask, B, heads, Lq, Lk):
+    """The mask as a 4-D array broadcastable to (B, heads, Lq, Lk), or raise."""
+    accepted = (f"accepted: (Lq, Lk) = ({Lq}, {Lk}), (B, Lq, Lk) = ({B}, {Lq}, {Lk}), "
+                f"(B*heads, Lq, Lk) = ({B * heads}, {Lq}, {Lk}), or 4-D broadcastable to "
+                f"(B, heads, Lq, Lk) = ({B}, {heads}, {Lq}, {Lk}); a size of 1 broadcasts")
+    if mask.ndim == 2:
+        m4 = mask[None, None]
+    elif mask.ndim == 3:
+        lead = mask.shape[0]
+        if lead in (1, B):
+            m4 = mask[:, None]
+        elif lead == B * heads:
+            m4 = mask.reshape(B, heads, *mask.shape[1:])  # batch-major, as nn.MultiheadAttention
+        else:
+            raise ValueError(f"mask of shape {mask.shape} does not fit; {accepted}")
+    elif mask.ndim == 4:
+        m4 = mask
+    else:
+        raise ValueError(f"mask must be 2-, 3- or 4-D, got shape {mask.shape}; {accepted}")
+    for size, full in zip(m4.shape, (B, heads, Lq, Lk)):
+        if size not in (1, full):
+            raise ValueError(f"mask of shape {mask.shape} does not fit; {accepted}")
+    return m4
+
+
+def prepare_attention(Q, K, V, mask=None, num_heads=1, causal=False, scale=None,
+                      num_threads=None, out=None):
+    Q, K, V = (_as_array(n, v) for n, v in (("Q", Q), ("K", K), ("V", V)))
+    for name, arr, layout in (("Q", Q, "(Lq, B, E)"), ("K", K, "(Lk, B, E)"), ("V", V, "(Lk, B, Ev)")):
+        if arr.ndim != 3:
+            raise ValueError(f"{name} must be 3-D {layout}, got shape {arr.shape}")
+    Lq, B, E = Q.shape
+    Lk = K.shape[0]
+    Ev = V.shape[2]
+    if K.shape[1:] != (B, E):
+        raise ValueError(f"K must have shape (Lk, B, E) = (Lk, {B}, {E}) for Q of shape "
+                         f"{Q.shape}, got {K.shape}")
+    if V.shape[:2] != (Lk, B):
+        raise ValueError(f"V must have shape (Lk, B, Ev) = ({Lk}, {B}, Ev) for K of shape "
+                         f"{K.shape}, got {V.shape}")
+    if isinstance(num_heads, (bool, np.bool_)) or not isinstance(num_heads, numbers.Integral):
+        raise TypeError(f"num_heads must be a positive int, got {num_heads!r}")
+    heads = operator.index(num_heads)
+    if heads < 1:
+        raise ValueError(f"num_heads must be >= 1, got {heads}")
+    if E % heads or Ev % heads:
+        raise ValueError(f"num_heads={heads} must divide E={E} (Q, K) and Ev={Ev} (V)")
+    if not isinstance(causal, (bool, np.bool_)):
+        raise TypeError(f"causal must be a bool, got {causal!r}")
+    if scale is None:
+        scale = 1.0 / np.sqrt(E // heads) if E else 1.0
+    elif isinstance(scale, (bool, np.bool_)) or not isinstance(scale, numbers.Real):
+        raise TypeError(f"scale must be None or a real number, got {scale!r}")
+    scale = float(scale)
+    result, compute = _dtypes([Q, K, V])
+    n = check_num_threads(num_threads)
+    shape = (Lq, B, Ev)
+    out = _check_out(out, shape, result)
+
+    mask4 = None
+    if mask is not None:
+        mask = _as_array("mask", mask)
+        if mask.dtype.kind not in "bf":
+            raise TypeError(f"mask must be boolean (True = may attend) or floating "
+                            f"(added to the scores), got dtype {mask.dtype}")
+        m4 = _mask_4d(mask, B, heads, Lq, Lk)
+        if m4.dtype.kind == "b":
+            m4 = np.where(m4, compute.type(0), compute.type(-np.inf))
+        m4 = np.ascontiguousarray(m4, dtype=compute)
+        # Broadcast view: stride 0 where a size of 1 stands for many.
+        mask4 = np.broadcast_to(m4, (B, heads, Lq, Lk))
+    inputs = {name: np.ascontiguousarray(a, dtype=compute)
+              for name, a in (("Q", Q), ("K", K), ("V", V))}
+    inputs["mask"] = mask4
+    return Prepared(inputs, shape, result, compute, out, n,
+                    heads=heads, causal=bool(causal), scale=scale)
