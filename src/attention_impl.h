@@ -1,9 +1,12 @@
 /* attention_impl.h: exact softmax attention, flash-attention style.
  * A template: kernels_impl.h includes it once per (ISA, REAL).
  *
+ * K is packed once per call (transposed into GEMM panels, one BMF_ATT_BK-key
+ * tile after another) when there are enough query rows to repay it; with few
+ * query rows (decoding) scores are dot products over K read in place.
  * Work item = (batch, head, block of BMF_ATT_BQ query rows, key chunk).  For
- * each item the keys are streamed in tiles of BMF_ATT_BK: the K tile is packed
- * (transposed into panels), S = Q K^T comes from the shared GEMM tile, then
+ * each item the keys are streamed in tiles of BMF_ATT_BK: S = Q K^T comes from
+ * the shared GEMM tile (or the dot products), then
  * scale, mask and causality are applied inside the tile, the running max and
  * sum of each row are updated (online softmax), the output accumulator is
  * rescaled and P V is added.  The Lq x Lk score matrix never exists; each
@@ -30,6 +33,8 @@ typedef struct {
     size_t n_qblocks, n_chunks, chunk_keys, rows_per_item, Dv_pad;
     int pack_v;
     REAL *partials;      /* per item: m[rows], l[rows], O[rows][Dv_pad] */
+    REAL *K_packed;      /* NULL, or per (batch, head, key tile) BK x Dk panels */
+    size_t n_ktiles;
     char *scratch;
     size_t scratch_bytes; /* per thread */
 } KFN(att_ctx);
@@ -47,6 +52,19 @@ static int KFN(att_tile_masked)(const KFN(att_ctx) *c, const REAL *mask_bh,
 }
 
 static REAL KFN(att_exp1)(REAL x) { return V(exp)(V(set1)(x))[0]; }
+
+/* True when rows [0, n) x columns [0, d) of A (row stride ld) are all finite:
+ * x - x is 0 for a number and NaN for NaN or +-inf. */
+static int KFN(att_rows_finite)(const REAL *A, size_t ld, size_t n, size_t d)
+{
+    VEC acc = V(set1)(0);
+    for (size_t i = 0; i < n; i++)
+        for (size_t j = 0; j < d; j += VL) {
+            VEC v = V(load_partial)(A + i * ld + j, d - j);
+            acc += v - v;
+        }
+    return V(hsum)(acc) == 0;
+}
 
 /* Runs one work item; leaves the unnormalised output in O and the row max
  * and sum in m and l. */
@@ -72,21 +90,36 @@ static void KFN(att_item)(const KFN(att_ctx) *c, size_t item, REAL *m, REAL *l,
     const REAL *Vb = c->V + b * c->heads * c->Dv + h * c->Dv;
     const REAL *mask_bh = c->mask ? c->mask + (ptrdiff_t)b * c->ms[0] + (ptrdiff_t)h * c->ms[1] : NULL;
 
-    REAL *Kp = scratch;                       /* BK x Dk, panels of keys */
-    REAL *S = Kp + BK * (c->Dk ? c->Dk : 1);  /* BQ x BK scores, then P */
+    REAL *S = scratch;                        /* BQ x BK scores, then P */
     REAL *Vp = S + BMF_ATT_BQ * BK;           /* BK x Dv_pad when packing V */
 
     for (size_t r = 0; r < nq; r++) { m[r] = -(REAL)INFINITY; l[r] = 0; }
     memset(O, 0, nq * Dv_pad * sizeof(REAL));
+    const VEC iota = V(iota)();
 
     for (size_t j0 = k0; j0 < k1; j0 += BK) {
         size_t nk = k1 - j0 < BK ? k1 - j0 : BK;
-        size_t nk_panels = (nk + VL - 1) / VL;
+        size_t nk_panels = (nk + VL - 1) / VL, width = nk_panels * VL;
         if (mask_bh && KFN(att_tile_masked)(c, mask_bh, i0, nq, j0, nk)) continue;
-        KFN(pack_panels)(Kb + j0 * c->ld_q, c->ld_q, nk, c->Dk, 0, nk_panels, Kp);
-        KFN(gemm_block)(0, nq, 0, nk_panels, c->Dk, Qb, c->ld_q, Kp, c->Dk * VL,
-                        VL, S, BK, nk_panels * VL, BMF_INIT_ZERO, NULL, 0);
-        const VEC scale = V(set1)(c->scale);
+        if (c->K_packed) {
+            const REAL *Kp = c->K_packed + (bh * c->n_ktiles + j0 / BK) * BK * c->Dk;
+            size_t tile_keys = c->Lk - j0 < BK ? c->Lk - j0 : BK; /* as packed */
+            KFN(gemm_block)(0, nq, 0, nk_panels, (tile_keys + VL - 1) / VL, BMF_NV,
+                            c->Dk, Qb, c->ld_q, Kp, 0,
+                            S, BK, width, BMF_INIT_ZERO, NULL, 0);
+        } else { /* few query rows: dot products, K read in place */
+            for (size_t r = 0; r < nq; r++)
+                for (size_t j = 0; j < nk; j++) {
+                    const REAL *q = Qb + r * c->ld_q, *k = Kb + (j0 + j) * c->ld_q;
+                    VEC acc = V(set1)(0);
+                    for (size_t d = 0; d < c->Dk; d += VL)
+                        acc += V(load_partial)(q + d, c->Dk - d) * V(load_partial)(k + d, c->Dk - d);
+                    S[r * BK + j] = V(hsum)(acc);
+                }
+        }
+        const REAL *Vt = Vb + j0 * c->ld_v;
+        int v_finite = KFN(att_rows_finite)(Vt, c->ld_v, nk, c->Dv);
+        const VEC scale = V(set1)(c->scale), neg_zero = V(set1)(-(REAL)0);
         for (size_t r = 0; r < nq; r++) {
             REAL *s = S + r * BK;
             /* keys j0 + col with col >= n_ok are out of the tile or causal */
@@ -98,7 +131,7 @@ static void KFN(att_item)(const KFN(att_ctx) *c, size_t item, REAL *m, REAL *l,
             const REAL *mrow = mask_bh ? mask_bh + (ptrdiff_t)(i0 + r) * c->ms[2]
                                                  + (ptrdiff_t)j0 * c->ms[3] : NULL;
             VEC vmax = V(set1)(-(REAL)INFINITY);
-            for (size_t col = 0; col < nk_panels * VL; col += VL) {
+            for (size_t col = 0; col < width; col += VL) {
                 VEC sv = V(load)(s + col) * scale;
                 if (mrow) {
                     VEC mv;
@@ -109,10 +142,12 @@ static void KFN(att_item)(const KFN(att_ctx) *c, size_t item, REAL *m, REAL *l,
                         for (size_t j = col; j < col + VL && j < nk; j++)
                             mv[j - col] = mrow[(ptrdiff_t)j * c->ms[3]];
                     }
-                    sv += mv;
+                    /* -inf removes the key whatever its score (even NaN) */
+                    sv = V(select)(mv == -(REAL)INFINITY, mv, sv + mv);
                 }
-                for (size_t j = col; j < col + VL; j++)
-                    if (j >= n_ok) sv[j - col] = -(REAL)INFINITY;
+                if (col + VL > n_ok) /* past the tile's keys or the causal limit */
+                    sv = V(select)(iota + (REAL)col >= (REAL)n_ok,
+                                   V(set1)(-(REAL)INFINITY), sv);
                 V(store)(s + col, sv);
                 vmax = V(max)(vmax, sv);
             }
@@ -121,10 +156,13 @@ static void KFN(att_item)(const KFN(att_ctx) *c, size_t item, REAL *m, REAL *l,
             /* exp(-inf - -inf) would be NaN: a row with nothing yet uses 0. */
             REAL m_use = m_new == -(REAL)INFINITY ? 0 : m_new;
             VEC mu = V(set1)(m_use), vsum = V(set1)(0);
-            for (size_t col = 0; col < nk_panels * VL; col += VL) {
-                VEC p = V(exp)(V(load)(s + col) - mu);
-                V(store)(s + col, p);
+            for (size_t col = 0; col < width; col += VL) {
+                VEC sv = V(load)(s + col), p = V(exp)(sv - mu);
                 vsum += p;
+                /* Mark removed keys with -0.0 (exp gives +0.0) for the P.V
+                 * path that must not multiply them with a NaN in V. */
+                if (!v_finite) p = V(select)(sv == -(REAL)INFINITY, neg_zero, p);
+                V(store)(s + col, p);
             }
             REAL alpha = KFN(att_exp1)(m[r] - m_use);
             l[r] = l[r] * alpha + V(hsum)(vsum);
@@ -135,19 +173,21 @@ static void KFN(att_item)(const KFN(att_ctx) *c, size_t item, REAL *m, REAL *l,
                     V(store)(o + d, V(load)(o + d) * alpha);
             }
         }
-        if (c->Dv == 0) continue;
-        const REAL *Vt = Vb + j0 * c->ld_v;
-        if (c->pack_v) { /* Dv not a multiple of VL: zero-pad each panel */
-            for (size_t p = 0; p < Dv_pad / VL; p++)
-                for (size_t k = 0; k < nk; k++)
-                    for (size_t j = 0; j < (size_t)VL; j++) {
-                        size_t d = p * VL + j;
-                        Vp[(p * nk + k) * VL + j] = d < c->Dv ? Vt[k * c->ld_v + d] : 0;
-                    }
-            KFN(gemm_block)(0, nq, 0, Dv_pad / VL, nk, S, BK, Vp, nk * VL, VL, O,
-                            Dv_pad, Dv_pad, BMF_INIT_C, NULL, 0);
+        size_t dv_panels = Dv_pad / VL, group = KFN(gemm_group)(nq);
+        if (!v_finite) { /* rare: skip removed keys so their NaN/inf stays out */
+            for (size_t r = 0; r < nq; r++)
+                for (size_t j = 0; j < nk; j++) {
+                    REAL p = S[r * BK + j];
+                    if (signbit(p)) continue;
+                    for (size_t d = 0; d < c->Dv; d++)
+                        O[r * Dv_pad + d] += p * Vt[j * c->ld_v + d];
+                }
+        } else if (c->pack_v) { /* Dv not a multiple of VL: zero-padded panels */
+            KFN(pack_panels)(Vt, c->ld_v, c->Dv, nk, 0, dv_panels, group, 0, Vp);
+            KFN(gemm_block)(0, nq, 0, dv_panels, dv_panels, group, nk, S, BK, Vp, 0, O, Dv_pad,
+                            Dv_pad, BMF_INIT_C, NULL, 0);
         } else {
-            KFN(gemm_block)(0, nq, 0, Dv_pad / VL, nk, S, BK, Vt, VL, c->ld_v, O,
+            KFN(gemm_block)(0, nq, 0, dv_panels, dv_panels, group, nk, S, BK, Vt, c->ld_v, O,
                             Dv_pad, Dv_pad, BMF_INIT_C, NULL, 0);
         }
     }
@@ -173,6 +213,16 @@ static void KFN(att_body)(void *arg, int tid, int nt)
     size_t rows = c->rows_per_item, n_blocks = c->B * c->heads * c->n_qblocks;
     size_t n_items = n_blocks * c->n_chunks;
     size_t part_len = rows * (2 + c->Dv_pad);
+    if (c->K_packed) { /* pack K once: units of (batch, head, key tile) */
+        for (size_t u = (size_t)tid; u < c->B * c->heads * c->n_ktiles; u += (size_t)nt) {
+            size_t bh = u / c->n_ktiles, j0 = (u % c->n_ktiles) * BMF_ATT_BK;
+            size_t nk = c->Lk - j0 < BMF_ATT_BK ? c->Lk - j0 : BMF_ATT_BK;
+            const REAL *src = c->K + j0 * c->ld_q + bh * c->Dk; /* bh = b*heads + h */
+            KFN(pack_panels)(src, c->ld_q, nk, c->Dk, 0, (nk + VL - 1) / VL, BMF_NV, 1,
+                             c->K_packed + u * BMF_ATT_BK * c->Dk);
+        }
+        bmf_barrier();
+    }
     /* Round-robin keeps causal work (heavier for late query blocks) balanced. */
     for (size_t item = (size_t)tid; item < n_items; item += (size_t)nt) {
         if (c->n_chunks == 1) {
@@ -213,6 +263,8 @@ static void KFN(att_body)(void *arg, int tid, int nt)
 /* Below this many (batch, head, query block) items the keys are split. */
 #define BMF_ATT_SPLIT_ITEMS 64
 #define BMF_ATT_MIN_CHUNK 512
+/* From this many query rows on, packing K once pays for itself. */
+#define BMF_ATT_PACK_MIN_Q 8
 
 int KFN(attention)(size_t Lq, size_t Lk, size_t B, size_t heads, size_t Dk,
                    size_t Dv, const REAL *Q, const REAL *K, const REAL *Vm,
@@ -245,19 +297,23 @@ int KFN(attention)(size_t Lq, size_t Lk, size_t B, size_t heads, size_t Dk,
     }
     size_t rows = c.rows_per_item, part_len = rows * (2 + c.Dv_pad);
     size_t n_items = n_blocks * c.n_chunks;
-    size_t tile = BMF_ATT_BK * (Dk ? Dk : 1) + BMF_ATT_BQ * BMF_ATT_BK
-                  + BMF_ATT_BK * c.Dv_pad;
+    size_t tile = BMF_ATT_BQ * BMF_ATT_BK + BMF_ATT_BK * c.Dv_pad;
     c.scratch_bytes = ((part_len + tile) * sizeof(REAL) + 63) / 64 * 64;
     int nt = bmf_threads_for(n_threads, n_items);
     c.scratch = bmf_alloc((size_t)nt * c.scratch_bytes);
     if (c.n_chunks > 1) c.partials = bmf_alloc(n_items * part_len * sizeof(REAL));
-    if (!c.scratch || (c.n_chunks > 1 && !c.partials)) {
+    c.n_ktiles = (Lk + BMF_ATT_BK - 1) / BMF_ATT_BK;
+    int pack_k = Lq >= BMF_ATT_PACK_MIN_Q && Lk > 0 && Dk > 0;
+    if (pack_k) c.K_packed = bmf_alloc(B * heads * c.n_ktiles * BMF_ATT_BK * Dk * sizeof(REAL));
+    if (!c.scratch || (c.n_chunks > 1 && !c.partials) || (pack_k && !c.K_packed)) {
         bmf_free(c.scratch);
         bmf_free(c.partials);
+        bmf_free(c.K_packed);
         return BMF_ERR_NOMEM;
     }
     bmf_parallel(nt, KFN(att_body), &c);
     bmf_free(c.scratch);
     bmf_free(c.partials);
+    bmf_free(c.K_packed);
     return 0;
 }

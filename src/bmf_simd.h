@@ -41,14 +41,10 @@ typedef uint64_t bmf_vdu __attribute__((vector_size(BMF_VEC_BYTES)));
 
 /* The float and double helpers have the same shape; this macro writes the
  * type-independent ones once for each. */
-#define BMF_SIMD_BASIC(V, VI, T, LANES)                                        \
-    /* A lane loop, not {0} + s: that would turn -0.0 into +0.0. */           \
-    BMF_ALWAYS_INLINE V V##_set1(T s)                                          \
-    {                                                                          \
-        V v;                                                                   \
-        for (int i = 0; i < LANES; i++) v[i] = s;                              \
-        return v;                                                              \
-    }                                                                          \
+#define BMF_SIMD_BASIC(V, VI, T, LANES, SPLAT)                                      \
+    /* A literal of LANES copies compiles to one broadcast ({0} + s would    \
+     * turn -0.0 into +0.0, a lane loop into LANES inserts). */               \
+    BMF_ALWAYS_INLINE V V##_set1(T s) { return (V){SPLAT(s)}; }                \
     BMF_ALWAYS_INLINE V V##_load(const T *p)                                   \
     {                                                                          \
         V v;                                                                   \
@@ -77,12 +73,12 @@ typedef uint64_t bmf_vdu __attribute__((vector_size(BMF_VEC_BYTES)));
     /* max that ignores a NaN in b (keeps a), so a running max stays a      \
      * number; the NaN reaches the result through exp(s - max) instead. */    \
     BMF_ALWAYS_INLINE V V##_max(V a, V b) { return V##_select(b > a, b, a); } \
-    /* Reductions in lane order: the same bits whatever the caller. */        \
-    BMF_ALWAYS_INLINE T V##_hsum(V v)                                          \
+    /* Lane i of the vector {0, 1, 2, ...}: for masks by position. */          \
+    BMF_ALWAYS_INLINE V V##_iota(void)                                         \
     {                                                                          \
-        T s = v[0];                                                            \
-        for (int i = 1; i < LANES; i++) s += v[i];                             \
-        return s;                                                              \
+        V v;                                                                   \
+        for (int i = 0; i < LANES; i++) v[i] = (T)i;                           \
+        return v;                                                              \
     }                                                                          \
     BMF_ALWAYS_INLINE T V##_hmax(V v)                                          \
     {                                                                          \
@@ -91,8 +87,56 @@ typedef uint64_t bmf_vdu __attribute__((vector_size(BMF_VEC_BYTES)));
         return m;                                                              \
     }
 
-BMF_SIMD_BASIC(bmf_vf, bmf_vfi, float, BMF_VF_LANES)
-BMF_SIMD_BASIC(bmf_vd, bmf_vdi, double, BMF_VD_LANES)
+#define BMF_REP2(s) s, s
+#define BMF_REP4(s) BMF_REP2(s), BMF_REP2(s)
+#define BMF_REP8(s) BMF_REP4(s), BMF_REP4(s)
+#define BMF_REP16(s) BMF_REP8(s), BMF_REP8(s)
+#if BMF_VEC_BYTES == 16
+#define BMF_VF_SPLAT BMF_REP4
+#define BMF_VD_SPLAT BMF_REP2
+#elif BMF_VEC_BYTES == 32
+#define BMF_VF_SPLAT BMF_REP8
+#define BMF_VD_SPLAT BMF_REP4
+#elif BMF_VEC_BYTES == 64
+#define BMF_VF_SPLAT BMF_REP16
+#define BMF_VD_SPLAT BMF_REP8
+#else
+#error "BMF_VEC_BYTES must be 16, 32 or 64"
+#endif
+
+BMF_SIMD_BASIC(bmf_vf, bmf_vfi, float, BMF_VF_LANES, BMF_VF_SPLAT)
+BMF_SIMD_BASIC(bmf_vd, bmf_vdi, double, BMF_VD_LANES, BMF_VD_SPLAT)
+
+/* Horizontal sums as a fixed tree of halvings (the same order on every
+ * call, so the same bits). */
+typedef float bmf_vf4 __attribute__((vector_size(16)));
+typedef double bmf_vd2 __attribute__((vector_size(16)));
+BMF_ALWAYS_INLINE float bmf_vf4_hsum(bmf_vf4 v) { return (v[0] + v[2]) + (v[1] + v[3]); }
+BMF_ALWAYS_INLINE double bmf_vd2_hsum(bmf_vd2 v) { return v[0] + v[1]; }
+#define BMF_HALVES(NAME, T, HALF, V, HALF_SUM)                                 \
+    BMF_ALWAYS_INLINE T NAME(V v)                                              \
+    {                                                                          \
+        HALF lo, hi;                                                           \
+        memcpy(&lo, &v, sizeof lo);                                            \
+        memcpy(&hi, (const char *)&v + sizeof lo, sizeof hi);                  \
+        return HALF_SUM(lo + hi);                                              \
+    }
+#if BMF_VEC_BYTES >= 32
+typedef float bmf_vf8 __attribute__((vector_size(32)));
+typedef double bmf_vd4 __attribute__((vector_size(32)));
+BMF_HALVES(bmf_vf8_hsum, float, bmf_vf4, bmf_vf8, bmf_vf4_hsum)
+BMF_HALVES(bmf_vd4_hsum, double, bmf_vd2, bmf_vd4, bmf_vd2_hsum)
+#endif
+#if BMF_VEC_BYTES == 64
+BMF_HALVES(bmf_vf_hsum, float, bmf_vf8, bmf_vf, bmf_vf8_hsum)
+BMF_HALVES(bmf_vd_hsum, double, bmf_vd4, bmf_vd, bmf_vd4_hsum)
+#elif BMF_VEC_BYTES == 32
+BMF_ALWAYS_INLINE float bmf_vf_hsum(bmf_vf v) { return bmf_vf8_hsum(v); }
+BMF_ALWAYS_INLINE double bmf_vd_hsum(bmf_vd v) { return bmf_vd4_hsum(v); }
+#else
+BMF_ALWAYS_INLINE float bmf_vf_hsum(bmf_vf v) { return bmf_vf4_hsum(v); }
+BMF_ALWAYS_INLINE double bmf_vd_hsum(bmf_vd v) { return bmf_vd2_hsum(v); }
+#endif
 
 /* ---- exp ---------------------------------------------------------------- */
 

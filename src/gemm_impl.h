@@ -3,23 +3,26 @@
  * A template: kernels_impl.h includes it once per (ISA, REAL).
  *
  * C[m, n] = init[m, n] + sum_k A[m, k] * B[k, n], optionally through tanh.
- * B is read as panels of VL columns: element (k, n) of panel p is at
- * Bp[p * b_pstride + k * b_kstride + (n - p * VL)].  Packed weights use
- * b_pstride = K * VL, b_kstride = VL; a row-major matrix whose row length is a
- * multiple of VL can be read in place (b_pstride = VL, b_kstride = ld).
+ * B is read as panels of VL columns, in one of two layouts:
+ *  - packed (b_ld == 0): panels are grouped `group` at a time and a group's
+ *    panels sit side by side for each k, so a tile reads ONE contiguous
+ *    stream: panel p (in a group starting at panel g, of width w panels) has
+ *    element (k, n) at Bp[g*K*VL + k*w*VL + (p - g)*VL + n - p*VL].  Groups
+ *    start at the first panel the caller passes, every `group` panels.
+ *  - row-major (b_ld > 0): element (k, n) at Bp[k*b_ld + n] (row length a
+ *    multiple of VL, e.g. V with Dv % VL == 0 read in place).
  *
  * Every element of C is one chain of multiply-adds over k = 0, 1, ..., K-1
- * starting from its init value, whatever the tile shape or thread that
- * computes it: results are bitwise independent of the blocking and of the
- * thread count.
+ * from its init value, whatever the tile shape or the thread that computes
+ * it: results are bitwise independent of blocking and thread count.
  */
 
 /* One tile of mr rows x nv panels; mr and nv are compile-time constants at
  * every call (see gemm_block), so the accumulators live in registers. */
 BMF_ALWAYS_INLINE void KFN(gemm_tile)(
     const int mr, const int nv, size_t K, const REAL *A, size_t lda,
-    const REAL *Bp, size_t b_pstride, size_t b_kstride, REAL *C, size_t ldc,
-    size_t n_valid, int init, const REAL *bias, int apply_tanh)
+    const REAL *Bp, size_t b_kstride, REAL *C, size_t ldc, size_t n_valid,
+    int init, const REAL *bias, int apply_tanh)
 {
     VEC acc[BMF_MR][BMF_NV1];
     for (int r = 0; r < mr; r++)
@@ -34,8 +37,7 @@ BMF_ALWAYS_INLINE void KFN(gemm_tile)(
         }
     for (size_t k = 0; k < K; k++) {
         VEC bv[BMF_NV1];
-        for (int v = 0; v < nv; v++)
-            bv[v] = V(load)(Bp + (size_t)v * b_pstride + k * b_kstride);
+        for (int v = 0; v < nv; v++) bv[v] = V(load)(Bp + k * b_kstride + (size_t)v * VL);
         for (int r = 0; r < mr; r++) {
             VEC a = V(set1)(A[r * lda + k]);
             for (int v = 0; v < nv; v++) acc[r][v] += a * bv[v];
@@ -49,60 +51,83 @@ BMF_ALWAYS_INLINE void KFN(gemm_tile)(
         }
 }
 
+/* Panels per packed group for a product with M rows: a lone row takes more
+ * panels at once, so that enough independent FMA chains hide the latency. */
+static inline size_t KFN(gemm_group)(size_t M) { return M == 1 ? BMF_NV1 : BMF_NV; }
+
 /* Rows [m0, m1) x panels [p0, p1) of C; n_cols is C's valid width.  Tiles
- * are BMF_MR rows x BMF_NV panels; a single row takes up to BMF_NV1 panels
- * at once so that enough independent FMA chains hide the FMA latency. */
+ * are up to BMF_MR rows x BMF_NV panels, or 1 row x `group` panels.  A packed
+ * B was laid out for panels [p0, packed_p1) (packed_p1 >= p1): the group
+ * widths, hence the strides, come from the layout, not from p1. */
 static void KFN(gemm_block)(size_t m0, size_t m1, size_t p0, size_t p1,
-                            size_t K, const REAL *A, size_t lda,
-                            const REAL *Bp, size_t b_pstride, size_t b_kstride,
-                            REAL *C, size_t ldc, size_t n_cols, int init,
-                            const REAL *bias, int apply_tanh)
+                            size_t packed_p1, size_t group, size_t K,
+                            const REAL *A, size_t lda,
+                            const REAL *Bp, size_t b_ld, REAL *C, size_t ldc,
+                            size_t n_cols, int init, const REAL *bias,
+                            int apply_tanh)
 {
     for (size_t i = m0; i < m1; i += BMF_MR) {
         int mr = (int)(m1 - i < BMF_MR ? m1 - i : BMF_MR);
-        size_t nv_max = mr == 1 ? BMF_NV1 : BMF_NV;
-        for (size_t p = p0; p < p1; p += nv_max) {
-            int nv = (int)(p1 - p < nv_max ? p1 - p : nv_max);
-            const REAL *a = A + i * lda;
-            const REAL *b = Bp + p * b_pstride;
-            REAL *c = C + i * ldc + p * VL;
-            size_t n_valid = n_cols - p * VL;
-            const REAL *bs = bias ? bias + p * VL : NULL;
+        for (size_t g = p0; g < p1; g += group) {
+            size_t width = p1 - g < group ? p1 - g : group;
+            size_t laid = packed_p1 - g < group ? packed_p1 - g : group;
+            const REAL *bg = b_ld ? Bp + g * VL : Bp + g * K * VL;
+            size_t kstride = b_ld ? b_ld : laid * VL;
+            size_t step = mr == 1 ? width : BMF_NV;
+            for (size_t v0 = 0; v0 < width; v0 += step) {
+                int nv = (int)(width - v0 < step ? width - v0 : step);
+                size_t col = (g + v0) * VL;
+                const REAL *a = A + i * lda;
+                const REAL *b = bg + v0 * VL;
+                REAL *c = C + i * ldc + col;
+                size_t n_valid = n_cols > col ? n_cols - col : 0;
+                const REAL *bs = bias ? bias + col : NULL;
 #define BMF_TILE(MR_, NV_)                                                    \
     case (MR_) * 16 + (NV_):                                                  \
-        KFN(gemm_tile)((MR_), (NV_), K, a, lda, b, b_pstride, b_kstride, c,   \
-                       ldc, n_valid, init, bs, apply_tanh);                   \
+        KFN(gemm_tile)((MR_), (NV_), K, a, lda, b, kstride, c, ldc, n_valid,  \
+                       init, bs, apply_tanh);                                 \
         break;
-            switch (mr * 16 + nv) {
-                BMF_TILE(1, 1) BMF_TILE(1, 2) BMF_TILE(1, 3) BMF_TILE(1, 4)
-                BMF_TILE(1, 5) BMF_TILE(1, 6) BMF_TILE(1, 7) BMF_TILE(1, 8)
-                BMF_TILE(2, 1) BMF_TILE(2, 2) BMF_TILE(2, 3)
-                BMF_TILE(3, 1) BMF_TILE(3, 2) BMF_TILE(3, 3)
-                BMF_TILE(4, 1) BMF_TILE(4, 2) BMF_TILE(4, 3)
+                switch (mr * 16 + nv) {
+                    BMF_TILE(1, 1) BMF_TILE(1, 2) BMF_TILE(1, 3) BMF_TILE(1, 4)
+                    BMF_TILE(1, 5) BMF_TILE(1, 6) BMF_TILE(1, 7) BMF_TILE(1, 8)
+                    BMF_TILE(2, 1) BMF_TILE(2, 2) BMF_TILE(2, 3)
+                    BMF_TILE(3, 1) BMF_TILE(3, 2) BMF_TILE(3, 3)
+                    BMF_TILE(4, 1) BMF_TILE(4, 2) BMF_TILE(4, 3)
 #if BMF_NV >= 4
-                BMF_TILE(2, 4) BMF_TILE(3, 4) BMF_TILE(4, 4)
+                    BMF_TILE(2, 4) BMF_TILE(3, 4) BMF_TILE(4, 4)
 #endif
-            default: break; /* unreachable: mr <= BMF_MR, nv <= nv_max */
-            }
+#if BMF_MR >= 6
+                    BMF_TILE(5, 1) BMF_TILE(5, 2) BMF_TILE(5, 3) BMF_TILE(5, 4)
+                    BMF_TILE(6, 1) BMF_TILE(6, 2) BMF_TILE(6, 3) BMF_TILE(6, 4)
+#endif
+                default: break; /* unreachable: mr <= BMF_MR, nv <= BMF_NV1 */
+                }
 #undef BMF_TILE
+            }
         }
     }
 }
 
-/* Packs rows [VL*p0, VL*p1) of the row-major N x K matrix W (row stride ldw)
- * as panels of VL rows: packed[p][k][j] = W[p*VL + j][k], zero past row N.
- * Multiplying by the packed W computes X . W^T (the torch weight layout). */
+/* Packs W^T for X . W^T, where W is row-major N x K (row stride ldw): the
+ * panels [p0, p1) of VL rows of W, grouped `group` at a time from p0 (the
+ * layout gemm_block reads with b_ld == 0), zero past row N.  With
+ * transpose == 0 it packs W itself (K x N, row stride ldw) the same way,
+ * for X . W (attention's P . V). */
 static void KFN(pack_panels)(const REAL *W, size_t ldw, size_t N, size_t K,
-                             size_t p0, size_t p1, REAL *packed)
+                             size_t p0, size_t p1, size_t group, int transpose,
+                             REAL *packed)
 {
-    for (size_t p = p0; p < p1; p++) {
-        REAL *dst = packed + p * K * VL;
-        for (size_t j = 0; j < (size_t)VL; j++) {
-            size_t n = p * VL + j;
-            if (n < N)
-                for (size_t k = 0; k < K; k++) dst[k * VL + j] = W[n * ldw + k];
+    for (size_t g = p0; g < p1; g += group) {
+        size_t width = p1 - g < group ? p1 - g : group, row = width * VL;
+        REAL *dst = packed + g * K * VL;
+        for (size_t c = 0; c < row; c++) {
+            size_t n = g * VL + c;
+            if (n >= N)
+                for (size_t k = 0; k < K; k++) dst[k * row + c] = 0;
+            else if (transpose)
+                for (size_t k = 0; k < K; k++) dst[k * row + c] = W[n * ldw + k];
             else
-                for (size_t k = 0; k < K; k++) dst[k * VL + j] = 0;
+                for (size_t k = 0; k < K; k++) dst[k * row + c] = W[k * ldw + n];
         }
     }
 }

@@ -8,7 +8,8 @@
 #endif
 #define BMF_VEC_BYTES 32
 #define BMF_ISA_NAME avx2
-#define BMF_NV 3 /* 4x3 accumulators + 3 B vectors + 1 broadcast = 16 ymm */
+#define BMF_MR 4 /* rows x panels of a GEMM tile: 4x3 accumulators + 3 B */
+#define BMF_NV 3 /* vectors + 1 broadcast = 16 ymm */
 #include "kernels_impl.h"
 #if defined(__clang__)
 #pragma clang attribute pop

@@ -2,5 +2,6 @@
  * plain C elsewhere), no FMA assumed. */
 #define BMF_VEC_BYTES 16
 #define BMF_ISA_NAME baseline
+#define BMF_MR 4 /* rows x panels of a GEMM tile (16 xmm) */
 #define BMF_NV 3
 #include "kernels_impl.h"

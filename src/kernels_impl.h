@@ -15,7 +15,6 @@
 #define BMF_CAT_(a, b, c) a##b##c
 #define BMF_CAT(a, b, c) BMF_CAT_(a, b, c)
 
-#define BMF_MR 4      /* rows of a GEMM tile */
 #define BMF_NV1 8     /* panels of a one-row tile */
 #define BMF_ATT_BQ 32 /* query rows per attention block */
 #define BMF_ATT_BK 128 /* keys per attention tile (a multiple of every VL) */

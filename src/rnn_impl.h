@@ -21,33 +21,37 @@ typedef struct {
 static void KFN(rnn_projection_body)(void *arg, int tid, int nt)
 {
     KFN(rnn_ctx) *c = arg;
-    size_t p0, p1, m0, m1;
-    bmf_split_range(c->n_panels, tid, nt, &p0, &p1);
-    KFN(pack_panels)(c->Wx, c->I, c->H, c->I, p0, p1, c->Wx_packed);
+    size_t rows = c->T * c->B, group = KFN(gemm_group)(rows);
+    size_t g0, g1, m0, m1;
+    /* Whole groups per thread, so the packed layout matches gemm_block's. */
+    bmf_split_range((c->n_panels + group - 1) / group, tid, nt, &g0, &g1);
+    size_t p1 = g1 * group < c->n_panels ? g1 * group : c->n_panels;
+    if (g0 * group < p1)
+        KFN(pack_panels)(c->Wx, c->I, c->H, c->I, g0 * group, p1, group, 1, c->Wx_packed);
     bmf_barrier();
     /* Rows split in whole tiles so that only the last thread has a ragged one. */
-    size_t rows = c->T * c->B, tiles = (rows + BMF_MR - 1) / BMF_MR;
+    size_t tiles = (rows + BMF_MR - 1) / BMF_MR;
     bmf_split_range(tiles, tid, nt, &m0, &m1);
     m0 *= BMF_MR;
     m1 = m1 * BMF_MR < rows ? m1 * BMF_MR : rows;
     if (m0 < m1)
-        KFN(gemm_block)(m0, m1, 0, c->n_panels, c->I, c->x, c->I,
-                        c->Wx_packed, c->I * VL, VL, c->out, c->H,
-                        c->H, BMF_INIT_BIAS, c->b, 0);
+        KFN(gemm_block)(m0, m1, 0, c->n_panels, c->n_panels, group, c->I, c->x, c->I,
+                        c->Wx_packed, 0, c->out, c->H, c->H, BMF_INIT_BIAS, c->b, 0);
 }
 
 static void KFN(rnn_recurrence_body)(void *arg, int tid, int nt)
 {
     KFN(rnn_ctx) *c = arg;
-    size_t p0, p1, H = c->H, step = c->B * c->H;
+    size_t p0, p1, H = c->H, step = c->B * c->H, group = KFN(gemm_group)(c->B);
     bmf_split_range(c->n_panels, tid, nt, &p0, &p1);
-    KFN(pack_panels)(c->Wh, H, H, H, p0, p1, c->Wh_packed);
+    /* This thread's rows of Wh, packed once, stay in its cache for all steps. */
+    KFN(pack_panels)(c->Wh, H, H, H, p0, p1, group, 1, c->Wh_packed);
     for (size_t t = 0; t < c->T; t++) {
         const REAL *h_prev = t == 0 ? c->h0 : c->out + (t - 1) * step;
         REAL *h = c->out + t * step;
         if (p0 < p1)
-            KFN(gemm_block)(0, c->B, p0, p1, H, h_prev, H, c->Wh_packed,
-                            H * VL, VL, h, H, H, BMF_INIT_C, NULL, 1);
+            KFN(gemm_block)(0, c->B, p0, p1, p1, group, H, h_prev, H, c->Wh_packed, 0,
+                            h, H, H, BMF_INIT_C, NULL, 1);
         bmf_barrier();
     }
 }
