@@ -37,6 +37,9 @@ def _dtypes(arrays):
     return result, compute
 
 
+_MAX_THREADS = 2**31 - 1
+
+
 def check_num_threads(num_threads):
     """None or a positive integer; returns None or an int."""
     if num_threads is None:
@@ -46,6 +49,8 @@ def check_num_threads(num_threads):
     n = operator.index(num_threads)
     if n < 1:
         raise ValueError(f"num_threads must be >= 1, got {n}")
+    if n > _MAX_THREADS:  # the kernels take a C int
+        raise ValueError(f"num_threads must be <= {_MAX_THREADS}, got {n}")
     return n
 
 

@@ -70,6 +70,7 @@ CASES = {
     "rnn-threads-float": ("rnn", dict(num_threads=2.5), TypeError, r"num_threads"),
     "rnn-threads-str": ("rnn", dict(num_threads="2"), TypeError, r"num_threads"),
     "rnn-threads-bool": ("rnn", dict(num_threads=True), TypeError, r"num_threads"),
+    "rnn-threads-huge": ("rnn", dict(num_threads=2**31), ValueError, r"num_threads"),
     "rnn-out-shape": ("rnn", dict(out=np.zeros((T, B, H + 1))), ValueError,
                       r"out.*" + shape_text((T, B, H + 1)) + r".*" + shape_text((T, B, H))),
     "rnn-out-dtype": ("rnn", dict(out=np.zeros((T, B, H), np.float32)), TypeError, r"out.*float32"),
@@ -122,6 +123,7 @@ CASES = {
     "att-threads-0": ("attention", dict(num_threads=0), ValueError, r"num_threads"),
     "att-threads-str": ("attention", dict(num_threads="2"), TypeError, r"num_threads"),
     "att-threads-float": ("attention", dict(num_threads=2.0), TypeError, r"num_threads"),
+    "att-threads-huge": ("attention", dict(num_threads=2**40), ValueError, r"num_threads"),
     "att-out-shape": ("attention", dict(out=np.zeros((Lq, B, E))), ValueError,
                       r"out.*" + shape_text((Lq, B, E)) + r".*" + shape_text((Lq, B, Ev))),
     "att-out-dtype": ("attention", dict(out=np.zeros((Lq, B, Ev), np.float32)), TypeError, r"out.*float32"),
@@ -151,7 +153,7 @@ def test_at_least_forty_cases():
     assert len(CASES) >= 40
 
 
-@pytest.mark.parametrize("bad", [0, -2, 2.5, "3", True])
+@pytest.mark.parametrize("bad", [0, -2, 2.5, "3", True, 2**31])
 def test_set_num_threads_rejects(bad):
     before = bf.get_num_threads()
     with pytest.raises((TypeError, ValueError), match="num_threads"):
