@@ -48,9 +48,9 @@ def attention_kernel(call, out):
         scores = np.where(allowed, scores, -np.inf)
     row_max = scores.max(axis=-1, keepdims=True)           # NaN in a row stays in it
     row_max = np.where(row_max == -np.inf, 0, row_max)     # a row with no key: exp(-inf) = 0
-    weights = np.exp(scores - row_max)
-    total = weights.sum(axis=-1, keepdims=True)
-    with np.errstate(invalid="ignore", divide="ignore"):
+    with np.errstate(invalid="ignore", divide="ignore"):   # NaN rows stay NaN, silently
+        weights = np.exp(scores - row_max)                    # +inf score: inf - inf = NaN
+        total = weights.sum(axis=-1, keepdims=True)
         result = np.where(total == 0, 0, (weights @ v) / total)  # no key left: zeros
     out[...] = result.transpose(2, 0, 1, 3).reshape(Lq, B, Ev)
 

@@ -2,6 +2,7 @@
 oracles of conftest.py, on small sizes."""
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -194,6 +195,20 @@ def test_attention_nan_in_mask_entry(rng):
     mask[1, 2] = np.nan
     got = ref.attention(Q, K, V, mask)
     assert np.isnan(got[1]).all() and not np.isnan(got[[0, 2]]).any()
+
+
+@pytest.mark.parametrize("fn", [ref.attention, bf.attention], ids=["reference", "api"])
+def test_attention_inf_in_mask_gives_nan_row_without_warning(rng, fn):
+    # +inf in a mask makes its row NaN (inf - inf), like NaN: quietly, as the
+    # native kernels do, not with a RuntimeWarning from the NumPy path.
+    Q, K, V = attention_inputs(rng, 3, 4, 2, 4, 4)
+    mask = np.zeros((2, 3, 4))
+    mask[1, 2, 0] = np.inf
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = fn(Q, K, V, mask)
+    assert np.isnan(got[2, 1]).all() and np.isnan(got).sum() == 4
+    assert_close(got, loop_attention(Q, K, V, mask))
 
 
 def test_attention_large_logits_are_stable(rng):
