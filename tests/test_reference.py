@@ -60,7 +60,7 @@ def test_rnn_zero_inputs_is_bias_plus_recurrence(rng):
 
 
 def test_rnn_saturating_inputs(rng):
-    args = rnn_inputs(rng, 4, 2, 3, 5, x_scale=1e4)
+    args = rnn_inputs(rng, 4, 2, 3, 5, saturating=True)
     got = ref.rnn(*args)
     assert_close(got, loop_rnn(*args))
     assert np.all(np.abs(got) <= 1)
