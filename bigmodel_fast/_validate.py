@@ -20,7 +20,10 @@ _BAD_KINDS = {"c": "complex", "O": "object", "U": "string", "S": "bytes",
 def _as_array(name, value):
     if value is None:
         raise TypeError(f"{name} must be an array, got None")
-    arr = np.asarray(value)
+    try:
+        arr = np.asarray(value)
+    except ValueError as exc:  # ragged nested sequences
+        raise ValueError(f"{name} is not a rectangular array: {exc}") from exc
     if arr.dtype.kind in _BAD_KINDS:
         raise TypeError(f"{name} has dtype {arr.dtype} ({_BAD_KINDS[arr.dtype.kind]}); "
                         "bigmodel_fast computes with real floating-point numbers "

@@ -63,6 +63,8 @@ CASES = {
     "Wh-bytes": ("rnn", dict(Wh=np.full((H, H), b"a")), TypeError, r"Wh"),
     "b-None": ("rnn", dict(b=None), TypeError, r"\bb\b.*None"),
     "x-None": ("rnn", dict(x=None), TypeError, r"\bx\b.*None"),
+    "b-ragged": ("rnn", dict(b=[1.0, [2.0, 3.0], 4.0, 5.0, 6.0]), ValueError, r"\bb\b.*rectangular"),
+    "x-ragged": ("rnn", dict(x=[[[1.0, 2.0, 3.0]], [[1.0]]]), ValueError, r"\bx\b.*rectangular"),
     "h0-datetime": ("rnn", dict(h0=np.zeros((B, H), "datetime64[s]")), TypeError, r"h0"),
     # rnn: num_threads and out
     "rnn-threads-0": ("rnn", dict(num_threads=0), ValueError, r"num_threads"),
@@ -98,6 +100,8 @@ CASES = {
     "mask-complex": ("attention", dict(mask=np.zeros((Lq, Lk), complex)), TypeError, r"mask.*complex"),
     "mask-object": ("attention", dict(mask=np.zeros((Lq, Lk), object)), TypeError, r"mask"),
     "mask-string": ("attention", dict(mask=np.full((Lq, Lk), "a")), TypeError, r"mask"),
+    "mask-ragged": ("attention", dict(mask=[[True, False], [True]]), ValueError, r"mask.*rectangular"),
+    "Q-ragged": ("attention", dict(Q=[[[1.0, 2.0]], [[1.0]]]), ValueError, r"\bQ\b.*rectangular"),
     "mask-1d": ("attention", dict(mask=np.zeros(Lk)), ValueError, r"mask.*\(6,\)"),
     "mask-5d": ("attention", dict(mask=np.zeros((1, 1, 1, Lq, Lk))), ValueError, r"mask.*" + shape_text((1, 1, 1, Lq, Lk))),
     "mask-transposed": ("attention", dict(mask=np.zeros((Lk, Lq))), ValueError, r"mask.*" + shape_text((Lk, Lq))),
