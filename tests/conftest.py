@@ -195,8 +195,8 @@ def _mask_value(mask, b, hd, i, j, B, heads):
 def loop_attention(Q, K, V, mask=None, num_heads=1, causal=False, scale=None):
     """out[i, b, head h's features] = sum_j w_j V[j, b, ...] / sum_j w_j with
     w_j = exp(s_j - max s), s_j = scale * <Q[i, b, h], K[j, b, h]> + mask;
-    keys with s_j = -inf (or causally hidden) drop out; no key left -> zeros;
-    any NaN score -> NaN row."""
+    keys whose mask is -inf (False) or causally hidden drop out before their
+    K and V are read; no key left -> zeros; any NaN score -> NaN row."""
     Q, K, V = (np.asarray(a, dtype=np.float64) for a in (Q, K, V))
     mask = None if mask is None else np.asarray(mask)
     Lq, B, E = Q.shape
@@ -212,12 +212,13 @@ def loop_attention(Q, K, V, mask=None, num_heads=1, causal=False, scale=None):
                 scores = []                     # (score, key index) of keys that count
                 has_nan = False
                 for j in range(Lk):
-                    if causal and j > i + (Lk - Lq):
-                        continue
+                    added = _mask_value(mask, b, hd, i, j, B, num_heads)
+                    if (causal and j > i + (Lk - Lq)) or added == -math.inf:
+                        continue                # a removed key: K and V never read
                     s = 0.0
                     for d in range(Dk):
                         s += q[i][b][hd * Dk + d] * k[j][b][hd * Dk + d]
-                    s = s * scale + _mask_value(mask, b, hd, i, j, B, num_heads)
+                    s = s * scale + added
                     if math.isnan(s):
                         has_nan = True
                     elif s != -math.inf:

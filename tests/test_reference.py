@@ -211,6 +211,29 @@ def test_attention_inf_in_mask_gives_nan_row_without_warning(rng, fn):
     assert_close(got, loop_attention(Q, K, V, mask))
 
 
+@pytest.mark.parametrize("where", ["K", "V", "V-inf"])
+@pytest.mark.parametrize("how", ["float-mask", "bool-mask", "causal"])
+def test_attention_removed_keys_are_never_read(rng, where, how):
+    # SPEC: a NaN in the inputs of a row gives NaN in that row only.  Key 4
+    # holds a NaN (or inf); only the rows that keep key 4 may see it.
+    Lq, Lk = 5, 6
+    Q, K, V = attention_inputs(rng, Lq, Lk, 2, 4, 4)
+    (K if where == "K" else V)[4, 1, 0] = np.inf if where == "V-inf" else np.nan
+    keeps = np.ones((Lq, Lk), bool)
+    mask, causal = None, False
+    if how == "causal":
+        causal = True
+        keeps = np.tril(keeps, k=Lk - Lq)        # rows 3 and 4 see key 4
+    else:
+        keeps[[0, 2], 4] = False
+        mask = keeps if how == "bool-mask" else np.where(keeps, 0.0, -np.inf)
+    got = ref.attention(Q, K, V, mask, causal=causal)
+    assert np.isfinite(got[~keeps[:, 4]]).all()
+    assert not np.isfinite(got[keeps[:, 4], 1]).all(axis=-1).any()
+    assert np.isfinite(got[:, 0]).all()          # batch 0 holds no NaN at all
+    assert_close(got, loop_attention(Q, K, V, mask, causal=causal))
+
+
 def test_attention_large_logits_are_stable(rng):
     Q, K, V = attention_inputs(rng, 3, 6, 2, 4, 4)
     got = ref.attention(Q, K, V, scale=300.0)
