@@ -182,6 +182,33 @@ def test_attention_nan_stays_in_its_row(isa, rng, dtype, Lk):
     assert_close(got, ref.attention(Q, K, V, num_heads=2))
 
 
+@pytest.mark.parametrize("where", ["K", "V"])
+@pytest.mark.parametrize("how", ["whole-tile", "part-tile", "bool-part-tile", "causal"])
+def test_attention_removed_keys_are_never_read(isa, rng, where, how):
+    # Key 200 holds a NaN; only the rows that keep key 200 may turn NaN (SPEC:
+    # "a NaN in the inputs of a row gives NaN in that row only").  Whether the
+    # key's 128-key tile is skipped whole or computed must not matter.
+    Lq, Lk = (300, 300) if how == "causal" else (40, 300)
+    Q, K, V = attention_inputs(rng, Lq, Lk, 1, 8, 8)
+    (K if where == "K" else V)[200, 0, 3] = np.nan
+    keeps = np.ones((Lq, Lk), bool)
+    mask, causal = None, False
+    if how == "causal":
+        causal = True
+        keeps = np.tril(keeps)                   # rows >= 200 see key 200
+    elif how == "whole-tile":
+        keeps[:, 128:256] = False
+    else:
+        keeps[::2, 200] = False                  # even rows drop key 200 only
+    if how != "causal":
+        mask = keeps if how.startswith("bool") else np.where(keeps, 0.0, -np.inf)
+    expected = ref.attention(Q, K, V, mask, causal=causal)
+    assert np.isfinite(expected[~keeps[:, 200]]).all()
+    assert not np.isfinite(expected[keeps[:, 200]]).all(axis=(1, 2)).any()
+    got = bf.attention(Q, K, V, mask, causal=causal)
+    assert_close(got, expected)
+
+
 def test_attention_large_logits(isa, rng):
     Q, K, V = attention_inputs(rng, 20, 300, 2, 8, 8)
     got = bf.attention(Q, K, V, scale=300.0)
