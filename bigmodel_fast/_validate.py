@@ -20,7 +20,10 @@ _BAD_KINDS = {"c": "complex", "O": "object", "U": "string", "S": "bytes",
 def _as_array(name, value):
     if value is None:
         raise TypeError(f"{name} must be an array, got None")
-    arr = np.asarray(value)
+    try:
+        arr = np.asarray(value)
+    except ValueError as exc:  # ragged nested sequences
+        raise ValueError(f"{name} is not a rectangular array: {exc}") from exc
     if arr.dtype.kind in _BAD_KINDS:
         raise TypeError(f"{name} has dtype {arr.dtype} ({_BAD_KINDS[arr.dtype.kind]}); "
                         "bigmodel_fast computes with real floating-point numbers "
@@ -37,6 +40,9 @@ def _dtypes(arrays):
     return result, compute
 
 
+_MAX_THREADS = 2**31 - 1
+
+
 def check_num_threads(num_threads):
     """None or a positive integer; returns None or an int."""
     if num_threads is None:
@@ -46,6 +52,8 @@ def check_num_threads(num_threads):
     n = operator.index(num_threads)
     if n < 1:
         raise ValueError(f"num_threads must be >= 1, got {n}")
+    if n > _MAX_THREADS:  # the kernels take a C int
+        raise ValueError(f"num_threads must be <= {_MAX_THREADS}, got {n}")
     return n
 
 

@@ -41,18 +41,38 @@ def attention_kernel(call, out):
     k = K.reshape(Lk, B, h, E // h).transpose(1, 2, 0, 3)
     v = V.reshape(Lk, B, h, Ev // h).transpose(1, 2, 0, 3)
     scores = (q @ k.transpose(0, 1, 3, 2)) * call.scale
+    # A key removed from a row (mask -inf or False, or causally hidden) is
+    # never read for that row: neither its K (a NaN score) nor its V counts.
+    removed = np.zeros((1, 1, Lq, Lk), bool)
     if mask is not None:
-        scores = scores + mask
+        removed = removed | (mask == -np.inf)
+        scores = scores + mask                             # a NaN mask entry stays
     if call.causal:                  # bottom-right aligned: query i sees keys j <= i + Lk - Lq
-        allowed = np.arange(Lk)[None, :] <= np.arange(Lq)[:, None] + (Lk - Lq)
-        scores = np.where(allowed, scores, -np.inf)
+        removed = removed | (np.arange(Lk)[None, :] > np.arange(Lq)[:, None] + (Lk - Lq))
+    scores = np.where(removed, -np.inf, scores)
     row_max = scores.max(axis=-1, keepdims=True)           # NaN in a row stays in it
     row_max = np.where(row_max == -np.inf, 0, row_max)     # a row with no key: exp(-inf) = 0
-    weights = np.exp(scores - row_max)
-    total = weights.sum(axis=-1, keepdims=True)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        result = np.where(total == 0, 0, (weights @ v) / total)  # no key left: zeros
+    with np.errstate(invalid="ignore", divide="ignore"):   # NaN rows stay NaN, silently
+        weights = np.exp(scores - row_max)                    # +inf score: inf - inf = NaN
+        total = weights.sum(axis=-1, keepdims=True)
+        result = np.where(total == 0, 0, _weighted_values(weights, v, removed) / total)
     out[...] = result.transpose(2, 0, 1, 3).reshape(Lq, B, Ev)
+
+
+def _weighted_values(weights, v, removed):
+    """weights @ v, except that a removed key's V is not read: 0 * NaN would
+    otherwise make NaN of every row.  Only keys holding a NaN or inf pay for
+    the exact treatment."""
+    finite = np.isfinite(v)
+    if finite.all():
+        return weights @ v
+    result = weights @ np.where(finite, v, 0)
+    for key in np.flatnonzero(~finite.all(axis=(0, 1, 3))):
+        bad = np.where(finite[:, :, key], 0, v[:, :, key])[:, :, None, :]  # (B, h, 1, Dv)
+        w = weights[:, :, :, key, None]                                     # (B, h, Lq, 1)
+        kept = ~removed[:, :, :, key, None]
+        result = result + np.where(kept, w * bad, 0)
+    return result
 
 
 def rnn(x, h0, Wx, Wh, b, *, num_threads=None, out=None):
