@@ -248,7 +248,12 @@ def _median(values):
 def bench_shape(shape, inputs, threads, repeats, sample_time, torch=None, progress=None):
     """One row: check native against the reference, then time the implementations.
 
-    Returns a dict (see BENCH_ROW_KEYS in print_table for the printed ones).
+    Returns a dict: name, kernel, dims, dtype, threads, flops, backend; ok and
+    error (why not ok); max_error (native vs reference) and tolerance;
+    native_s, reference_s, torch_s (median seconds a call; None when not
+    timed), native_gflops, speedup_vs_reference, speedup_vs_torch (None when
+    not ok); torch_max_error and torch_note; the raw samples and
+    calls_per_sample of each implementation.
     """
     progress = progress or Progress(enabled=False)
     row = {"name": shape.name, "kernel": shape.kernel, "dims": shape.dims, "dtype": shape.dtype,
@@ -319,6 +324,10 @@ def run_benchmark(shapes, threads_list, repeats, sample_time, use_torch=True,
         notes.append("torch is not installed: no torch comparison (pip install torch to add it).")
     if torch is not None:
         torch_threads_before = torch.get_num_threads()
+    over = [n for n in threads_list if n > (_cpus_usable() or n)]
+    if over:
+        notes.append(f"{over} thread(s) is more than the {_cpus_usable()} CPUs this process may "
+                     "use: those rows measure oversubscription.")
     if _threadpoolctl() is None:
         notes.append("threadpoolctl is not installed: NumPy's BLAS (the reference, the matmul "
                      "peak) runs with its default thread count, whatever --threads says.")
@@ -383,7 +392,9 @@ def _ratio(x):
 
 def table_lines(rows):
     """The benchmark table as lines of text (fixed-width columns)."""
-    header = ("shape", "dims", "dtype", "thr", "native", "GFLOP/s", "vs ref", "vs torch", "max err")
+    # On the NumPy backend the "native" column times the NumPy path: say so in its name.
+    timed = "native" if all(r["backend"] == "native" for r in rows) else "bf(numpy)"
+    header = ("shape", "dims", "dtype", "thr", timed, "GFLOP/s", "vs ref", "vs torch", "max err")
     body = []
     for r in rows:
         err = "-" if r["max_error"] is None else f"{r['max_error']:.1e}"
@@ -622,12 +633,13 @@ def write_plot(path, result, title=""):
         ax2 = axes[0][1]
         for name in dict.fromkeys(r["name"] for r in rows):
             mine = sorted((r for r in rows if r["name"] == name), key=lambda r: r["threads"])
-            base = mine[0]["native_s"] * mine[0]["threads"]
+            base = mine[0]["native_s"]
             ax2.plot([r["threads"] for r in mine], [base / r["native_s"] for r in mine],
                      marker="o", label=name)
-        ax2.plot(counts, counts, color="gray", linestyle="--", label="ideal")
+        ax2.plot(counts, [c / counts[0] for c in counts], color="gray", linestyle="--",
+                 label="ideal")
         ax2.set_xlabel("threads")
-        ax2.set_ylabel(f"speedup over {counts[0]} thread(s), scaled")
+        ax2.set_ylabel(f"native speedup over {counts[0]} thread(s)")
         ax2.set_xticks(counts)
         ax2.set_title("thread scaling of the native kernels")
         ax2.legend(fontsize=7)
