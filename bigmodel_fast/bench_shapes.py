@@ -11,7 +11,7 @@ the same roles at sizes that keep the whole run near 30 seconds on 2 cores.
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import ClassVar, Optional
+from typing import ClassVar
 
 import numpy as np
 
