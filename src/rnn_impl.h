@@ -59,6 +59,9 @@ static void KFN(rnn_recurrence_body)(void *arg, int tid, int nt)
 /* Below this many multiply-adds per thread and step, a barrier per step
  * costs more than the second thread saves. */
 #define BMF_RNN_MIN_MACS_PER_THREAD 16384
+/* A one-off parallel region (the projection) needs more work to repay its
+ * fork and join, and on a busy machine a late thread costs a time slice. */
+#define BMF_RNN_MIN_PROJECTION_MACS_PER_THREAD 262144
 
 int KFN(rnn)(size_t T, size_t B, size_t I, size_t H, const REAL *x,
              const REAL *h0, const REAL *Wx, const REAL *Wh, const REAL *b,
@@ -74,7 +77,7 @@ int KFN(rnn)(size_t T, size_t B, size_t I, size_t H, const REAL *x,
         bmf_free(c.Wh_packed);
         return BMF_ERR_NOMEM;
     }
-    size_t proj_work = T * B * H * (I + 1) / BMF_RNN_MIN_MACS_PER_THREAD + 1;
+    size_t proj_work = T * B * H * (I + 1) / BMF_RNN_MIN_PROJECTION_MACS_PER_THREAD + 1;
     int nt = bmf_threads_for(n_threads, proj_work < n_panels * T ? proj_work : n_panels * T);
     bmf_parallel(nt, KFN(rnn_projection_body), &c);
 
