@@ -34,6 +34,7 @@ typedef struct {
     int pack_v;
     REAL *partials;      /* per item: m[rows], l[rows], O[rows][Dv_pad] */
     REAL *K_packed;      /* NULL, or per (batch, head, key tile) BK x Dk panels */
+    unsigned char *v_tile_finite; /* with K_packed: per (batch, head, key tile) */
     size_t n_ktiles;
     char *scratch;
     size_t scratch_bytes; /* per thread */
@@ -58,11 +59,16 @@ static REAL KFN(att_exp1)(REAL x) { return V(exp)(V(set1)(x))[0]; }
 static int KFN(att_rows_finite)(const REAL *A, size_t ld, size_t n, size_t d)
 {
     VEC acc = V(set1)(0);
-    for (size_t i = 0; i < n; i++)
-        for (size_t j = 0; j < d; j += VL) {
-            VEC v = V(load_partial)(A + i * ld + j, d - j);
+    size_t d_vec = d / VL * VL;
+    for (size_t i = 0; i < n; i++) {
+        const REAL *row = A + i * ld;
+        for (size_t j = 0; j < d_vec; j += VL) {
+            VEC v = V(load)(row + j);
             acc += v - v;
         }
+        for (size_t j = d_vec; j < d; j++)
+            if (!isfinite(row[j])) return 0;
+    }
     return V(hsum)(acc) == 0;
 }
 
@@ -118,7 +124,8 @@ static void KFN(att_item)(const KFN(att_ctx) *c, size_t item, REAL *m, REAL *l,
                 }
         }
         const REAL *Vt = Vb + j0 * c->ld_v;
-        int v_finite = KFN(att_rows_finite)(Vt, c->ld_v, nk, c->Dv);
+        int v_finite = c->v_tile_finite ? c->v_tile_finite[bh * c->n_ktiles + j0 / BK]
+                                        : KFN(att_rows_finite)(Vt, c->ld_v, nk, c->Dv);
         const VEC scale = V(set1)(c->scale), neg_zero = V(set1)(-(REAL)0);
         for (size_t r = 0; r < nq; r++) {
             REAL *s = S + r * BK;
@@ -220,6 +227,8 @@ static void KFN(att_body)(void *arg, int tid, int nt)
             const REAL *src = c->K + j0 * c->ld_q + bh * c->Dk; /* bh = b*heads + h */
             KFN(pack_panels)(src, c->ld_q, nk, c->Dk, 0, (nk + VL - 1) / VL, BMF_NV, 1,
                              c->K_packed + u * BMF_ATT_BK * c->Dk);
+            c->v_tile_finite[u] = (unsigned char)KFN(att_rows_finite)(
+                c->V + j0 * c->ld_v + bh * c->Dv, c->ld_v, nk, c->Dv);
         }
         bmf_barrier();
     }
@@ -304,8 +313,13 @@ int KFN(attention)(size_t Lq, size_t Lk, size_t B, size_t heads, size_t Dk,
     if (c.n_chunks > 1) c.partials = bmf_alloc(n_items * part_len * sizeof(REAL));
     c.n_ktiles = (Lk + BMF_ATT_BK - 1) / BMF_ATT_BK;
     int pack_k = Lq >= BMF_ATT_PACK_MIN_Q && Lk > 0 && Dk > 0;
-    if (pack_k) c.K_packed = bmf_alloc(B * heads * c.n_ktiles * BMF_ATT_BK * Dk * sizeof(REAL));
-    if (!c.scratch || (c.n_chunks > 1 && !c.partials) || (pack_k && !c.K_packed)) {
+    if (pack_k) {
+        c.K_packed = bmf_alloc(B * heads * c.n_ktiles * BMF_ATT_BK * Dk * sizeof(REAL));
+        c.v_tile_finite = bmf_alloc(B * heads * c.n_ktiles);
+    }
+    if (!c.scratch || (c.n_chunks > 1 && !c.partials)
+        || (pack_k && (!c.K_packed || !c.v_tile_finite))) {
+        bmf_free(c.v_tile_finite);
         bmf_free(c.scratch);
         bmf_free(c.partials);
         bmf_free(c.K_packed);
@@ -315,5 +329,6 @@ int KFN(attention)(size_t Lq, size_t Lk, size_t B, size_t heads, size_t Dk,
     bmf_free(c.scratch);
     bmf_free(c.partials);
     bmf_free(c.K_packed);
+    bmf_free(c.v_tile_finite);
     return 0;
 }

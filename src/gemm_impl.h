@@ -96,11 +96,13 @@ static void KFN(gemm_block)(size_t m0, size_t m1, size_t p0, size_t p1,
 #if BMF_NV >= 4
                     BMF_TILE(2, 4) BMF_TILE(3, 4) BMF_TILE(4, 4)
 #endif
-#if BMF_MR >= 6
+#if BMF_MR >= 5
                     BMF_TILE(5, 1) BMF_TILE(5, 2) BMF_TILE(5, 3) BMF_TILE(5, 4)
+#endif
+#if BMF_MR >= 6
                     BMF_TILE(6, 1) BMF_TILE(6, 2) BMF_TILE(6, 3) BMF_TILE(6, 4)
 #endif
-                default: break; /* unreachable: mr <= BMF_MR, nv <= BMF_NV1 */
+                default: abort(); /* every (mr, nv) the loops make has a case */
                 }
 #undef BMF_TILE
             }

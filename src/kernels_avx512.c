@@ -9,7 +9,7 @@
 #endif
 #define BMF_VEC_BYTES 64
 #define BMF_ISA_NAME avx512
-#define BMF_MR 6 /* rows x panels of a GEMM tile: 24 accumulators of 32 zmm */
+#define BMF_MR 5 /* rows x panels of a GEMM tile: 20 accumulators (24 spill one of 32 zmm) */
 #define BMF_NV 4
 #include "kernels_impl.h"
 #if defined(__clang__)

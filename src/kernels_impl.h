@@ -16,7 +16,7 @@
 #define BMF_CAT(a, b, c) BMF_CAT_(a, b, c)
 
 #define BMF_NV1 8     /* panels of a one-row tile */
-#define BMF_ATT_BQ 32 /* query rows per attention block */
+#define BMF_ATT_BQ (8 * BMF_MR) /* query rows per attention block: whole tiles */
 #define BMF_ATT_BK 128 /* keys per attention tile (a multiple of every VL) */
 
 /* How a GEMM tile starts its accumulators (gemm_impl.h). */
