@@ -385,3 +385,20 @@ def test_attention_subnormal_inputs(dtype):
     got, want = both("attention", Q, K, V, mask)
     assert_close(got, want, dtype)
     assert_close(got, ref.attention(Q, K, V), dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_kernels_leave_the_callers_floating_point_mode_alone(dtype):
+    """Whatever the kernels do about subnormals inside (flush-to-zero is the
+    usual cure for their slowness), the caller's thread keeps IEEE gradual
+    underflow: a kernel must not leak FTZ/DAZ into NumPy code that follows."""
+    rng = np.random.default_rng(30)
+    tiny = np.finfo(dtype).tiny
+    sub = (rng.integers(1, 50, (20, 2, 8)) * np.finfo(dtype).smallest_subnormal).astype(dtype)
+    for nt in (1, 2):
+        bf.attention(sub, sub, sub, num_threads=nt)
+        bf.rnn(sub, sub[0], np.ones((8, 8), dtype), np.ones((8, 8), dtype), np.zeros(8, dtype),
+               num_threads=nt)
+        half = np.array([tiny], dtype) / dtype(2)           # a subnormal result, not 0 (FTZ)
+        assert half[0] != 0
+        assert (half * dtype(2))[0] == tiny                # a subnormal input, not 0 (DAZ)
