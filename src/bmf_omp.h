@@ -6,11 +6,13 @@
  * OpenMP (a compiler lacking it) everything here degrades to a serial call and
  * a no-op barrier, so the kernels build and give the same bits either way.
  *
- * A process forked after the parent ran a parallel region inherits a GNU
- * libgomp thread pool whose threads do not exist in the child; its next
- * parallel region would hang.  dispatch.c registers a pthread_atfork handler
- * that calls bmf_omp_mark_forked_child(); from then on that child runs every
- * kernel on the calling thread alone, never entering OpenMP.
+ * A process forked after the parent ran a parallel region (ours or any other
+ * library's: the GNU libgomp pool is shared) inherits a thread pool whose
+ * threads do not exist in the child; its next parallel region would hang.
+ * dispatch.c registers, when the library loads, a pthread_atfork handler that
+ * marks a child whose parent had more than one thread (or an unknown count);
+ * from then on that child runs every kernel on the calling thread alone,
+ * never entering OpenMP.
  */
 #ifndef BMF_OMP_H
 #define BMF_OMP_H
@@ -29,7 +31,7 @@ typedef void (*bmf_parallel_body)(void *ctx, int thread_id, int n_threads);
 /* Defined in dispatch.c (one copy shared by every ISA's translation unit). */
 int bmf_omp_available(void);          /* 1 when built with OpenMP */
 int bmf_omp_default_threads(void);    /* omp_get_max_threads(), or 1 */
-int bmf_omp_forked_child(void);       /* 1 in a child forked after parallel use */
+int bmf_omp_forked_child(void);       /* 1 in a child that must not enter OpenMP */
 void bmf_omp_note_pool_used(void);
 void bmf_parallel(int n_threads, bmf_parallel_body body, void *ctx);
 

@@ -2,8 +2,11 @@
  * (which forward to that level's kernel table), OpenMP plumbing and fork
  * safety.  Compiled for the baseline only: nothing here needs a wide ISA. */
 #define _GNU_SOURCE
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
 #include "bigmodel_fast.h"
 #include "bmf_kernels.h"
@@ -94,16 +97,66 @@ static const bmf_kernel_table *bmf_table(void)
 
 /* ---- OpenMP and fork ---------------------------------------------------- */
 
+/* GNU libgomp keeps a pool of worker threads per master thread and shares it
+ * with every library in the process that uses the same libgomp.  fork() copies
+ * the pool's bookkeeping but none of its threads: the child's next parallel
+ * region waits forever.  The pool may have been started by anyone (another
+ * extension, a BLAS), not only by our kernels, so the test is not "did we run
+ * a parallel region" but "did the parent have any thread besides the one that
+ * forks": pool threads live as long as their master thread, so a parent with a
+ * single thread has no pool to break.  When that cannot be told (no /proc),
+ * the child is marked too.  A marked child (and every process it forks) runs
+ * every kernel on the calling thread and never enters OpenMP. */
 static volatile int bmf_pool_used;   /* a parallel region with >1 thread ran */
 static volatile int bmf_in_forked_child;
+static volatile int bmf_threads_at_fork = -1;
+
+/* The "Threads:" count of /proc/self/status, or -1; only open/read/close. */
+static int bmf_count_threads(void)
+{
+    char buf[8192];
+    size_t len = 0;
+    int fd = open("/proc/self/status", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    for (;;) {
+        ssize_t n = read(fd, buf + len, sizeof buf - 1 - len);
+        if (n <= 0) break;
+        len += (size_t)n;
+        if (len == sizeof buf - 1) break;
+    }
+    close(fd);
+    buf[len] = 0;
+    const char *p = strstr(buf, "\nThreads:");
+    if (!p) return -1;
+    p += strlen("\nThreads:");
+    while (*p == ' ' || *p == '\t') p++;
+    if (*p < '0' || *p > '9') return -1;
+    int count = 0;
+    while (*p >= '0' && *p <= '9' && count < 1000000) count = count * 10 + (*p++ - '0');
+    return count;
+}
+
+static void bmf_atfork_prepare(void) { bmf_threads_at_fork = bmf_count_threads(); }
 
 static void bmf_atfork_child(void)
 {
-    if (bmf_pool_used) bmf_in_forked_child = 1;
+    if (bmf_threads_at_fork != 1) bmf_in_forked_child = 1;
 }
 
 static pthread_once_t bmf_atfork_once = PTHREAD_ONCE_INIT;
-static void bmf_register_atfork(void) { pthread_atfork(NULL, NULL, bmf_atfork_child); }
+static void bmf_register_atfork(void)
+{
+    pthread_atfork(bmf_atfork_prepare, NULL, bmf_atfork_child);
+}
+
+#if defined(__GNUC__) || defined(__clang__)
+/* Registered when the library loads: a fork before our first kernel call
+ * can already inherit a pool someone else started. */
+__attribute__((constructor)) static void bmf_init_fork_safety(void)
+{
+    pthread_once(&bmf_atfork_once, bmf_register_atfork);
+}
+#endif
 
 int bmf_omp_available(void)
 {
