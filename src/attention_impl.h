@@ -272,6 +272,8 @@ static void KFN(att_body)(void *arg, int tid, int nt)
 /* Below this many (batch, head, query block) items the keys are split. */
 #define BMF_ATT_SPLIT_ITEMS 64
 #define BMF_ATT_MIN_CHUNK 512
+/* Less work than this per thread does not repay a thread's start. */
+#define BMF_ATT_MIN_MACS_PER_THREAD 1048576
 /* From this many query rows on, packing K once pays for itself. */
 #define BMF_ATT_PACK_MIN_Q 8
 
@@ -308,7 +310,10 @@ int KFN(attention)(size_t Lq, size_t Lk, size_t B, size_t heads, size_t Dk,
     size_t n_items = n_blocks * c.n_chunks;
     size_t tile = BMF_ATT_BQ * BMF_ATT_BK + BMF_ATT_BK * c.Dv_pad;
     c.scratch_bytes = ((part_len + tile) * sizeof(REAL) + 63) / 64 * 64;
-    int nt = bmf_threads_for(n_threads, n_items);
+    /* Threads only where each gets enough work to repay its start. */
+    size_t macs = B * heads * Lq * (Lk ? Lk : 1) * (Dk + Dv);
+    size_t useful = macs / BMF_ATT_MIN_MACS_PER_THREAD + 1;
+    int nt = bmf_threads_for(n_threads, useful < n_items ? useful : n_items);
     c.scratch = bmf_alloc((size_t)nt * c.scratch_bytes);
     if (c.n_chunks > 1) c.partials = bmf_alloc(n_items * part_len * sizeof(REAL));
     c.n_ktiles = (Lk + BMF_ATT_BK - 1) / BMF_ATT_BK;

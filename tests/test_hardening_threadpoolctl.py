@@ -102,8 +102,9 @@ OBSERVE = textwrap.dedent(r"""
     def n_threads():
         return len(os.listdir("/proc/self/task"))
     rng = np.random.default_rng(0)
-    # 4 query blocks of 32 rows: up to 4 threads have work.
-    Q, K, V = (rng.standard_normal((128, 1, 32)) for _ in range(3))
+    # Many query blocks and ~33M multiply-adds: 3 threads all have work
+    # (the kernel gives a thread no less than about 1M multiply-adds).
+    Q, K, V = (rng.standard_normal((512, 1, 64)) for _ in range(3))
     want = bf.attention(Q, K, V, num_threads=1)
     base = n_threads()
     with threadpool_limits(1, user_api="openmp"):
