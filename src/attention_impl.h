@@ -54,6 +54,14 @@ static int KFN(att_tile_masked)(const KFN(att_ctx) *c, const REAL *mask_bh,
 
 static REAL KFN(att_exp1)(REAL x) { return V(exp)(V(set1)(x))[0]; }
 
+/* Rows of one (batch, head) are B*E elements apart, beyond what hardware
+ * prefetchers follow across pages: fetch a row this many ahead. */
+#define BMF_ATT_PREFETCH_ROWS 16
+static inline void KFN(att_prefetch_row)(const REAL *row, size_t d)
+{
+    for (size_t j = 0; j < d; j += 64 / sizeof(REAL)) __builtin_prefetch(row + j);
+}
+
 /* True when rows [0, n) x columns [0, d) of A (row stride ld) are all finite:
  * x - x is 0 for a number and NaN for NaN or +-inf. */
 static int KFN(att_rows_finite)(const REAL *A, size_t ld, size_t n, size_t d)
@@ -62,6 +70,8 @@ static int KFN(att_rows_finite)(const REAL *A, size_t ld, size_t n, size_t d)
     size_t d_vec = d / VL * VL;
     for (size_t i = 0; i < n; i++) {
         const REAL *row = A + i * ld;
+        if (i + BMF_ATT_PREFETCH_ROWS < n) /* in bounds: no pointer past the array */
+            KFN(att_prefetch_row)(A + (i + BMF_ATT_PREFETCH_ROWS) * ld, d);
         for (size_t j = 0; j < d_vec; j += VL) {
             VEC v = V(load)(row + j);
             acc += v - v;
@@ -117,6 +127,8 @@ static void KFN(att_item)(const KFN(att_ctx) *c, size_t item, REAL *m, REAL *l,
             for (size_t r = 0; r < nq; r++)
                 for (size_t j = 0; j < nk; j++) {
                     const REAL *q = Qb + r * c->ld_q, *k = Kb + (j0 + j) * c->ld_q;
+                    if (r == 0 && j + BMF_ATT_PREFETCH_ROWS < nk)
+                        KFN(att_prefetch_row)(k + BMF_ATT_PREFETCH_ROWS * c->ld_q, c->Dk);
                     VEC acc = V(set1)(0);
                     for (size_t d = 0; d < c->Dk; d += VL)
                         acc += V(load_partial)(q + d, c->Dk - d) * V(load_partial)(k + d, c->Dk - d);
