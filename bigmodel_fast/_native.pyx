@@ -26,13 +26,13 @@ cdef extern from "bigmodel_fast.h" nogil:
                     const double *b, double *out, int n_threads) noexcept
     int bmf_attention_f32(size_t Lq, size_t Lk, size_t B, size_t heads,
                           size_t Dk, size_t Dv, const float *Q, const float *K,
-                          const float *V, const float *mask,
+                          const float *V, const void *mask, int mask_is_bool,
                           const Py_ssize_t *mask_strides, int causal,
                           double scale, float *out, int n_threads) noexcept
     int bmf_attention_f64(size_t Lq, size_t Lk, size_t B, size_t heads,
                           size_t Dk, size_t Dv, const double *Q,
-                          const double *K, const double *V, const double *mask,
-                          const Py_ssize_t *mask_strides, int causal,
+                          const double *K, const double *V, const void *mask,
+                          int mask_is_bool, const Py_ssize_t *mask_strides, int causal,
                           double scale, double *out, int n_threads) noexcept
 
 ISA_LEVELS = ("baseline", "avx2", "avx512")
@@ -98,7 +98,8 @@ def rnn(cnp.ndarray x, cnp.ndarray h0, cnp.ndarray Wx, cnp.ndarray Wh,
 
 def attention(cnp.ndarray Q, cnp.ndarray K, cnp.ndarray V, mask, size_t heads,
               bint causal, double scale, cnp.ndarray out, int num_threads):
-    """mask: None, or a (B, heads, Lq, Lk) broadcast view whose base is C-contiguous."""
+    """mask: None, or a (B, heads, Lq, Lk) broadcast view whose base is C-contiguous,
+    of bool (True = may attend) or of Q's dtype (added to the scores)."""
     cdef size_t Lq = Q.shape[0], Lk = K.shape[0], B = Q.shape[1]
     cdef size_t Dk = Q.shape[2] // heads, Dv = V.shape[2] // heads
     cdef Py_ssize_t strides[4]
@@ -108,20 +109,21 @@ def attention(cnp.ndarray Q, cnp.ndarray K, cnp.ndarray V, mask, size_t heads,
     cdef void *pv = data(V)
     cdef void *po = data(out)
     cdef cnp.ndarray m
-    cdef int rc, i
+    cdef int rc, i, mask_is_bool = 0
     if mask is not None:
         m = mask
         pm = data(m)
+        mask_is_bool = cnp.PyArray_TYPE(m) == cnp.NPY_BOOL
         for i in range(4):
             strides[i] = m.strides[i] // m.itemsize
     if cnp.PyArray_TYPE(out) == cnp.NPY_FLOAT32:
         with nogil:
             rc = bmf_attention_f32(Lq, Lk, B, heads, Dk, Dv, <float *>pq, <float *>pk,
-                                   <float *>pv, <float *>pm, strides, causal, scale,
+                                   <float *>pv, pm, mask_is_bool, strides, causal, scale,
                                    <float *>po, num_threads)
     else:
         with nogil:
             rc = bmf_attention_f64(Lq, Lk, B, heads, Dk, Dv, <double *>pq, <double *>pk,
-                                   <double *>pv, <double *>pm, strides, causal, scale,
+                                   <double *>pv, pm, mask_is_bool, strides, causal, scale,
                                    <double *>po, num_threads)
     check(rc)

@@ -193,9 +193,9 @@ def prepare_attention(Q, K, V, mask=None, num_heads=1, causal=False, scale=None,
             raise TypeError(f"mask must be boolean (True = may attend) or floating "
                             f"(added to the scores), got dtype {mask.dtype}")
         m4 = _mask_4d(mask, B, heads, Lq, Lk)
-        if m4.dtype.kind == "b":
-            m4 = np.where(m4, compute.type(0), compute.type(-np.inf))
-        m4 = np.ascontiguousarray(m4, dtype=compute)
+        # Boolean masks stay bytes (the kernels read them as such); floating
+        # masks are cast to the compute dtype.
+        m4 = np.ascontiguousarray(m4, dtype=bool if m4.dtype.kind == "b" else compute)
         # Broadcast view: stride 0 where a size of 1 stands for many.
         mask4 = np.broadcast_to(m4, (B, heads, Lq, Lk))
     inputs = {name: np.ascontiguousarray(a, dtype=compute)

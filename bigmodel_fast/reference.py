@@ -31,6 +31,8 @@ def rnn_kernel(call, out):
 def attention_kernel(call, out):
     """softmax(Q K^T * scale + mask) V per batch element and head, into out."""
     Q, K, V, mask = (call.inputs[k] for k in ("Q", "K", "V", "mask"))
+    if mask is not None and mask.dtype == bool:      # True = may attend
+        mask = np.where(mask, Q.dtype.type(0), Q.dtype.type(-np.inf))
     Lq, B, E = Q.shape
     Lk, Ev, h = K.shape[0], V.shape[2], call.heads
     if Lk == 0:                      # no key at all: every row gives zeros

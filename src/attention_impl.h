@@ -25,7 +25,9 @@
 
 typedef struct {
     size_t Lq, Lk, B, heads, Dk, Dv, ld_q, ld_v; /* ld_q: row stride of Q and K */
-    const REAL *Q, *K, *V, *mask;
+    const REAL *Q, *K, *V;
+    const REAL *mask;               /* additive mask, or NULL */
+    const unsigned char *bool_mask; /* boolean mask (nonzero = may attend), or NULL */
     ptrdiff_t ms[4];
     int causal;
     REAL scale;
@@ -40,14 +42,18 @@ typedef struct {
     size_t scratch_bytes; /* per thread */
 } KFN(att_ctx);
 
-/* True when every mask entry of rows [i0, i0+nq) x keys [j0, j0+nk) is -inf. */
+/* True when the mask removes every key of rows [i0, i0+nq) x keys [j0, j0+nk):
+ * all -inf (additive) or all false (boolean).  Exactly one mask is given. */
 static int KFN(att_tile_masked)(const KFN(att_ctx) *c, const REAL *mask_bh,
-                                size_t i0, size_t nq, size_t j0, size_t nk)
+                                const unsigned char *bool_bh, size_t i0, size_t nq,
+                                size_t j0, size_t nk)
 {
     for (size_t r = 0; r < nq; r++) {
-        const REAL *row = mask_bh + (ptrdiff_t)(i0 + r) * c->ms[2];
-        for (size_t j = 0; j < nk; j++)
-            if (!(row[(ptrdiff_t)(j0 + j) * c->ms[3]] == -(REAL)INFINITY)) return 0;
+        ptrdiff_t row = (ptrdiff_t)(i0 + r) * c->ms[2];
+        for (size_t j = 0; j < nk; j++) {
+            ptrdiff_t at = row + (ptrdiff_t)(j0 + j) * c->ms[3];
+            if (bool_bh ? bool_bh[at] != 0 : !(mask_bh[at] == -(REAL)INFINITY)) return 0;
+        }
     }
     return 1;
 }
@@ -104,7 +110,9 @@ static void KFN(att_item)(const KFN(att_ctx) *c, size_t item, REAL *m, REAL *l,
     const REAL *Qb = c->Q + i0 * c->ld_q + b * c->heads * c->Dk + h * c->Dk;
     const REAL *Kb = c->K + b * c->heads * c->Dk + h * c->Dk;
     const REAL *Vb = c->V + b * c->heads * c->Dv + h * c->Dv;
-    const REAL *mask_bh = c->mask ? c->mask + (ptrdiff_t)b * c->ms[0] + (ptrdiff_t)h * c->ms[1] : NULL;
+    ptrdiff_t mask_bh_at = (ptrdiff_t)b * c->ms[0] + (ptrdiff_t)h * c->ms[1];
+    const REAL *mask_bh = c->mask ? c->mask + mask_bh_at : NULL;
+    const unsigned char *bool_bh = c->bool_mask ? c->bool_mask + mask_bh_at : NULL;
 
     REAL *S = scratch;                        /* BQ x BK scores, then P */
     REAL *Vp = S + BMF_ATT_BQ * BK;           /* BK x Dv_pad when packing V */
@@ -116,7 +124,8 @@ static void KFN(att_item)(const KFN(att_ctx) *c, size_t item, REAL *m, REAL *l,
     for (size_t j0 = k0; j0 < k1; j0 += BK) {
         size_t nk = k1 - j0 < BK ? k1 - j0 : BK;
         size_t nk_panels = (nk + VL - 1) / VL, width = nk_panels * VL;
-        if (mask_bh && KFN(att_tile_masked)(c, mask_bh, i0, nq, j0, nk)) continue;
+        if ((mask_bh || bool_bh) && KFN(att_tile_masked)(c, mask_bh, bool_bh, i0, nq, j0, nk))
+            continue;
         if (c->K_packed) {
             const REAL *Kp = c->K_packed + (bh * c->n_ktiles + j0 / BK) * BK * c->Dk;
             size_t tile_keys = c->Lk - j0 < BK ? c->Lk - j0 : BK; /* as packed */
@@ -147,8 +156,9 @@ static void KFN(att_item)(const KFN(att_ctx) *c, size_t item, REAL *m, REAL *l,
                 ptrdiff_t lim = (ptrdiff_t)(i0 + r) + diag - (ptrdiff_t)j0 + 1;
                 n_ok = lim <= 0 ? 0 : ((size_t)lim < nk ? (size_t)lim : nk);
             }
-            const REAL *mrow = mask_bh ? mask_bh + (ptrdiff_t)(i0 + r) * c->ms[2]
-                                                 + (ptrdiff_t)j0 * c->ms[3] : NULL;
+            ptrdiff_t row_at = (ptrdiff_t)(i0 + r) * c->ms[2] + (ptrdiff_t)j0 * c->ms[3];
+            const REAL *mrow = mask_bh ? mask_bh + row_at : NULL;
+            const unsigned char *brow = bool_bh ? bool_bh + row_at : NULL;
             VEC vmax = V(set1)(-(REAL)INFINITY);
             for (size_t col = 0; col < width; col += VL) {
                 VEC sv = V(load)(s + col) * scale;
@@ -163,6 +173,16 @@ static void KFN(att_item)(const KFN(att_ctx) *c, size_t item, REAL *m, REAL *l,
                     }
                     /* -inf removes the key whatever its score (even NaN) */
                     sv = V(select)(mv == -(REAL)INFINITY, mv, sv + mv);
+                } else if (brow) {
+                    VI removed;
+                    if (c->ms[3] == 1) {
+                        removed = V(removed_bytes)(brow + col, nk > col ? nk - col : 0);
+                    } else {
+                        removed = (VI){0} == 0; /* all removed; kept lanes cleared below */
+                        for (size_t j = col; j < col + VL && j < nk; j++)
+                            removed[j - col] = brow[(ptrdiff_t)j * c->ms[3]] ? 0 : -1;
+                    }
+                    sv = V(select)(removed, V(set1)(-(REAL)INFINITY), sv);
                 }
                 if (col + VL > n_ok) /* past the tile's keys or the causal limit */
                     sv = V(select)(iota + (REAL)col >= (REAL)n_ok,
@@ -291,7 +311,7 @@ static void KFN(att_body)(void *arg, int tid, int nt)
 
 int KFN(attention)(size_t Lq, size_t Lk, size_t B, size_t heads, size_t Dk,
                    size_t Dv, const REAL *Q, const REAL *K, const REAL *Vm,
-                   const REAL *mask, const ptrdiff_t mask_strides[4],
+                   const void *mask, int mask_is_bool, const ptrdiff_t mask_strides[4],
                    int causal, double scale, REAL *out, int n_threads)
 {
     if (Lq == 0 || B == 0 || heads == 0 || Dv == 0) return 0;
@@ -300,7 +320,9 @@ int KFN(attention)(size_t Lq, size_t Lk, size_t B, size_t heads, size_t Dk,
     c.Lq = Lq; c.Lk = Lk; c.B = B; c.heads = heads; c.Dk = Dk; c.Dv = Dv;
     c.ld_q = B * heads * Dk;
     c.ld_v = B * heads * Dv;
-    c.Q = Q; c.K = K; c.V = Vm; c.mask = mask; c.causal = causal;
+    c.Q = Q; c.K = K; c.V = Vm; c.causal = causal;
+    if (mask_is_bool) c.bool_mask = mask;
+    else c.mask = mask;
     c.scale = (REAL)scale; c.out = out;
     if (mask) memcpy(c.ms, mask_strides, sizeof c.ms);
     c.n_qblocks = (Lq + BMF_ATT_BQ - 1) / BMF_ATT_BQ;

@@ -5,9 +5,11 @@
  * (complex.h makes `I` a macro, so the prototypes spell the sizes out.)
  *   rnn:       x (T, B, I), h0 (B, H), Wx (H, I), Wh (H, H), b (H), out (T, B, H)
  *   attention: Q (Lq, B, heads*Dk), K (Lk, B, heads*Dk), V (Lk, B, heads*Dv),
- *              out (Lq, B, heads*Dv); mask (optional) is an additive mask read
- *              through four element strides (batch, head, query, key), any of
- *              which may be 0 for a broadcast dimension.
+ *              out (Lq, B, heads*Dv); mask (optional) is read through four
+ *              element strides (batch, head, query, key), any of which may be 0
+ *              for a broadcast dimension: with mask_is_bool == 0 it holds
+ *              values of the call's type added to the scores (-inf removes a
+ *              key), with mask_is_bool == 1 bytes (nonzero = may attend).
  * Sizes are size_t and strides ptrdiff_t throughout: products may pass 2^31.
  * out must not overlap any input.  Results do not depend on n_threads.
  * Return value: 0, or BMF_ERR_NOMEM when a work buffer cannot be allocated
@@ -43,11 +45,11 @@ int bmf_rnn_f64(size_t steps, size_t batch, size_t n_in, size_t n_hidden, const 
 
 int bmf_attention_f32(size_t Lq, size_t Lk, size_t B, size_t heads, size_t Dk,
                       size_t Dv, const float *Q, const float *K, const float *V,
-                      const float *mask, const ptrdiff_t mask_strides[4],
+                      const void *mask, int mask_is_bool, const ptrdiff_t mask_strides[4],
                       int causal, double scale, float *out, int n_threads);
 int bmf_attention_f64(size_t Lq, size_t Lk, size_t B, size_t heads, size_t Dk,
                       size_t Dv, const double *Q, const double *K,
-                      const double *V, const double *mask,
+                      const double *V, const void *mask, int mask_is_bool,
                       const ptrdiff_t mask_strides[4], int causal, double scale,
                       double *out, int n_threads);
 

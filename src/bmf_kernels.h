@@ -13,11 +13,11 @@ typedef struct {
                    const double *, double *, int);
     int (*attention_f32)(size_t, size_t, size_t, size_t, size_t, size_t,
                          const float *, const float *, const float *,
-                         const float *, const ptrdiff_t *, int, double, float *,
+                         const void *, int, const ptrdiff_t *, int, double, float *,
                          int);
     int (*attention_f64)(size_t, size_t, size_t, size_t, size_t, size_t,
                          const double *, const double *, const double *,
-                         const double *, const ptrdiff_t *, int, double,
+                         const void *, int, const ptrdiff_t *, int, double,
                          double *, int);
 } bmf_kernel_table;
 

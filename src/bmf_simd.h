@@ -107,6 +107,24 @@ typedef uint64_t bmf_vdu __attribute__((vector_size(BMF_VEC_BYTES)));
 BMF_SIMD_BASIC(bmf_vf, bmf_vfi, float, BMF_VF_LANES, BMF_VF_SPLAT)
 BMF_SIMD_BASIC(bmf_vd, bmf_vdi, double, BMF_VD_LANES, BMF_VD_SPLAT)
 
+/* Boolean masks arrive as bytes (nonzero = may attend).  These give an
+ * all-ones lane where the byte is 0 (the key is removed); only the first n
+ * bytes are read, lanes past n count as removed. */
+typedef uint8_t bmf_vfb __attribute__((vector_size(BMF_VEC_BYTES / 4)));
+typedef uint8_t bmf_vdb __attribute__((vector_size(BMF_VEC_BYTES / 8)));
+BMF_ALWAYS_INLINE bmf_vfi bmf_vf_removed_bytes(const uint8_t *p, size_t n)
+{
+    bmf_vfb b = {0};
+    memcpy(&b, p, n < sizeof b ? n : sizeof b);
+    return __builtin_convertvector(b, bmf_vfi) == 0;
+}
+BMF_ALWAYS_INLINE bmf_vdi bmf_vd_removed_bytes(const uint8_t *p, size_t n)
+{
+    bmf_vdb b = {0};
+    memcpy(&b, p, n < sizeof b ? n : sizeof b);
+    return __builtin_convertvector(b, bmf_vdi) == 0;
+}
+
 /* Horizontal sums as a fixed tree of halvings (the same order on every
  * call, so the same bits). */
 typedef float bmf_vf4 __attribute__((vector_size(16)));

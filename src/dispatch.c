@@ -254,19 +254,19 @@ int bmf_rnn_f64(size_t T, size_t B, size_t I, size_t H, const double *x,
 
 int bmf_attention_f32(size_t Lq, size_t Lk, size_t B, size_t heads, size_t Dk,
                       size_t Dv, const float *Q, const float *K, const float *V,
-                      const float *mask, const ptrdiff_t mask_strides[4],
+                      const void *mask, int mask_is_bool, const ptrdiff_t mask_strides[4],
                       int causal, double scale, float *out, int n_threads)
 {
-    return bmf_table()->attention_f32(Lq, Lk, B, heads, Dk, Dv, Q, K, V, mask,
+    return bmf_table()->attention_f32(Lq, Lk, B, heads, Dk, Dv, Q, K, V, mask, mask_is_bool,
                                       mask_strides, causal, scale, out, n_threads);
 }
 
 int bmf_attention_f64(size_t Lq, size_t Lk, size_t B, size_t heads, size_t Dk,
                       size_t Dv, const double *Q, const double *K,
-                      const double *V, const double *mask,
+                      const double *V, const void *mask, int mask_is_bool,
                       const ptrdiff_t mask_strides[4], int causal, double scale,
                       double *out, int n_threads)
 {
-    return bmf_table()->attention_f64(Lq, Lk, B, heads, Dk, Dv, Q, K, V, mask,
+    return bmf_table()->attention_f64(Lq, Lk, B, heads, Dk, Dv, Q, K, V, mask, mask_is_bool,
                                       mask_strides, causal, scale, out, n_threads);
 }

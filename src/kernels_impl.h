@@ -40,6 +40,7 @@ static int bmf_threads_for(int requested, size_t useful)
 
 #define REAL float
 #define VEC bmf_vf
+#define VI bmf_vfi
 #define VL BMF_VF_LANES
 #define V(op) bmf_vf_##op
 #define KFN(name) BMF_CAT(name, _f32_, BMF_ISA_NAME)
@@ -48,12 +49,14 @@ static int bmf_threads_for(int requested, size_t useful)
 #include "attention_impl.h"
 #undef REAL
 #undef VEC
+#undef VI
 #undef VL
 #undef V
 #undef KFN
 
 #define REAL double
 #define VEC bmf_vd
+#define VI bmf_vdi
 #define VL BMF_VD_LANES
 #define V(op) bmf_vd_##op
 #define KFN(name) BMF_CAT(name, _f64_, BMF_ISA_NAME)
@@ -62,6 +65,7 @@ static int bmf_threads_for(int requested, size_t useful)
 #include "attention_impl.h"
 #undef REAL
 #undef VEC
+#undef VI
 #undef VL
 #undef V
 #undef KFN

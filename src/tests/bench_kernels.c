@@ -49,7 +49,7 @@ int main(void)
         double best = 1e9;
         for (int r = 0; r < 5; r++) {
             double t = now();
-            bmf_attention_f32(Lq, Lk, B, h, E / h, E / h, Q, K, V, NULL, NULL, 0, 0.125, out, nt);
+            bmf_attention_f32(Lq, Lk, B, h, E / h, E / h, Q, K, V, NULL, 0, NULL, 0, 0.125, out, nt);
             t = now() - t;
             if (t < best) best = t;
         }

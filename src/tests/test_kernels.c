@@ -126,25 +126,35 @@ static void test_attention(size_t Lq, size_t Lk, size_t B, size_t nh, size_t Dk,
     size_t nq = Lq * B * nh * Dk, nk = Lk * B * nh * Dk, nv = Lk * B * nh * Dv, no = Lq * B * nh * Dv;
     double *Q = rand_array(nq, 11), *K = rand_array(nk, 12), *V = rand_array(nv, 13);
     double *mask = with_mask ? rand_array(Lq * Lk, 14) : NULL;
+    size_t n_mask = Lq * Lk > 0 ? Lq * Lk : 1;
+    unsigned char *bool_mask = with_mask == 2 ? malloc(n_mask) : NULL;
     if (mask) /* mask out every third key, and all keys of query row 1 */
         for (size_t i = 0; i < Lq; i++)
-            for (size_t j = 0; j < Lk; j++)
-                if (j % 3 == 0 || i == 1) mask[i * Lk + j] = -INFINITY;
+            for (size_t j = 0; j < Lk; j++) {
+                int removed = j % 3 == 0 || i == 1;
+                if (removed) mask[i * Lk + j] = -INFINITY;
+                else if (bool_mask) mask[i * Lk + j] = 0; /* the same mask as bytes */
+                if (bool_mask) bool_mask[i * Lk + j] = !removed;
+            }
+    /* with_mask == 2: the kernels get the boolean form, the naive loop the additive one */
+    const void *mask64 = bool_mask ? (const void *)bool_mask : (const void *)mask;
+    int is_bool = bool_mask != NULL;
     ptrdiff_t ms[4] = {0, 0, (ptrdiff_t)Lk, 1};
     double scale = 1.0 / sqrt((double)(Dk ? Dk : 1));
     double *want = malloc((no ? no : 1) * sizeof *want), *got = malloc((no ? no : 1) * sizeof *got);
     double *ref64 = malloc((no ? no : 1) * sizeof *ref64);
     float *Q32 = to_f32(Q, nq), *K32 = to_f32(K, nk), *V32 = to_f32(V, nv);
     float *m32 = mask ? to_f32(mask, Lq * Lk) : NULL;
+    const void *mask32 = bool_mask ? (const void *)bool_mask : (const void *)m32;
     float *got32 = malloc((no ? no : 1) * sizeof *got32), *ref32 = malloc((no ? no : 1) * sizeof *ref32);
     naive_attention(Lq, Lk, B, nh, Dk, Dv, Q, K, V, mask, causal, scale, want);
     for (int nt = 1; nt <= 3; nt++) {
-        bmf_attention_f64(Lq, Lk, B, nh, Dk, Dv, Q, K, V, mask, ms, causal, scale, got, nt);
-        bmf_attention_f32(Lq, Lk, B, nh, Dk, Dv, Q32, K32, V32, m32, ms, causal, scale, got32, nt);
+        bmf_attention_f64(Lq, Lk, B, nh, Dk, Dv, Q, K, V, mask64, is_bool, ms, causal, scale, got, nt);
+        bmf_attention_f32(Lq, Lk, B, nh, Dk, Dv, Q32, K32, V32, mask32, is_bool, ms, causal, scale, got32, nt);
         if (nt == 1) {
             char what[96];
             snprintf(what, sizeof what, "attn Lq=%zu Lk=%zu B=%zu h=%zu Dk=%zu Dv=%zu%s%s", Lq, Lk, B,
-                     nh, Dk, Dv, with_mask ? " mask" : "", causal ? " causal" : "");
+                     nh, Dk, Dv, with_mask == 2 ? " bool-mask" : with_mask ? " mask" : "", causal ? " causal" : "");
             check(what, want, got, got32, no, 1e-12, 2e-5);
             memcpy(ref64, got, no * sizeof *got);
             memcpy(ref32, got32, no * sizeof *got32);
@@ -153,7 +163,7 @@ static void test_attention(size_t Lq, size_t Lk, size_t B, size_t nh, size_t Dk,
             printf("FAIL   attention differs with %d threads\n", nt);
         }
     }
-    free(Q); free(K); free(V); free(mask); free(want); free(got); free(ref64);
+    free(Q); free(K); free(V); free(mask); free(bool_mask); free(want); free(got); free(ref64);
     free(Q32); free(K32); free(V32); free(m32); free(got32); free(ref32);
 }
 
@@ -174,6 +184,8 @@ int main(void)
         test_attention(5, 1500, 1, 1, 80, 80, 0, 1);
         test_attention(3, 0, 2, 1, 4, 4, 0, 0);
         test_attention(70, 130, 3, 1, 64, 64, 1, 1);
+        test_attention(70, 300, 2, 1, 24, 24, 2, 1);
+        test_attention(3, 2100, 2, 2, 16, 16, 2, 0);
     }
     printf("%d failed\n", failures);
     return failures != 0;
