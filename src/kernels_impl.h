@@ -38,37 +38,24 @@ static int bmf_threads_for(int requested, size_t useful)
     return (int)n;
 }
 
+/* Each pass sets the template parameters (REAL, its vector VEC and lane
+ * mask VI, lanes VL, vector helper V(op), kernel name KFN(name)), then
+ * kernels_instantiate.h includes the templates and clears the parameters. */
+#define BMF_DTYPE f32
 #define REAL float
 #define VEC bmf_vf
 #define VI bmf_vfi
 #define VL BMF_VF_LANES
 #define V(op) bmf_vf_##op
-#define KFN(name) BMF_CAT(name, _f32_, BMF_ISA_NAME)
-#include "gemm_impl.h"
-#include "rnn_impl.h"
-#include "attention_impl.h"
-#undef REAL
-#undef VEC
-#undef VI
-#undef VL
-#undef V
-#undef KFN
+#include "kernels_instantiate.h"
 
+#define BMF_DTYPE f64
 #define REAL double
 #define VEC bmf_vd
 #define VI bmf_vdi
 #define VL BMF_VD_LANES
 #define V(op) bmf_vd_##op
-#define KFN(name) BMF_CAT(name, _f64_, BMF_ISA_NAME)
-#include "gemm_impl.h"
-#include "rnn_impl.h"
-#include "attention_impl.h"
-#undef REAL
-#undef VEC
-#undef VI
-#undef VL
-#undef V
-#undef KFN
+#include "kernels_instantiate.h"
 
 const bmf_kernel_table BMF_CAT(bmf_kernels_, BMF_ISA_NAME, ) = {
     BMF_CAT(rnn, _f32_, BMF_ISA_NAME),

@@ -235,3 +235,15 @@ def loop_attention(Q, K, V, mask=None, num_heads=1, causal=False, scale=None):
                         den = sum(math.exp(s - m) for s, _ in scores)
                         out[i, b, col] = num / den
     return out
+
+
+def pytest_report_header(config):
+    """Say which implementation the suite is testing (a silent NumPy fallback
+    would otherwise look like a green native run)."""
+    from bigmodel_fast import _backend
+    native = _backend.native
+    if native is None:
+        why = _backend.native_load_error or "BIGMODEL_FAST_BACKEND=numpy"
+        return f"bigmodel_fast backend: numpy ({why})"
+    return (f"bigmodel_fast backend: native, ISA {native.get_isa()} (CPU: {native.cpu_isa()}), "
+            f"OpenMP {native.openmp_enabled()}, default threads {bf.get_num_threads()}")
