@@ -40,6 +40,7 @@ typedef struct {
     size_t n_ktiles;
     char *scratch;
     size_t scratch_bytes; /* per thread */
+    size_t next_pack, next_item, next_merge; /* dynamic work counters, from 0 */
 } KFN(att_ctx);
 
 /* True when the mask removes every key of rows [i0, i0+nq) x keys [j0, j0+nk):
@@ -248,12 +249,13 @@ static void KFN(att_write_rows)(const KFN(att_ctx) *c, size_t bh, size_t qb,
 static void KFN(att_body)(void *arg, int tid, int nt)
 {
     KFN(att_ctx) *c = arg;
+    (void)nt; /* work is handed out by counters, not by thread count */
     REAL *scratch = (REAL *)(c->scratch + (size_t)tid * c->scratch_bytes);
     size_t rows = c->rows_per_item, n_blocks = c->B * c->heads * c->n_qblocks;
     size_t n_items = n_blocks * c->n_chunks;
     size_t part_len = rows * (2 + c->Dv_pad);
     if (c->K_packed) { /* pack K once: units of (batch, head, key tile) */
-        for (size_t u = (size_t)tid; u < c->B * c->heads * c->n_ktiles; u += (size_t)nt) {
+        for (size_t u; (u = bmf_next_item(&c->next_pack)) < c->B * c->heads * c->n_ktiles;) {
             size_t bh = u / c->n_ktiles, j0 = (u % c->n_ktiles) * BMF_ATT_BK;
             size_t nk = c->Lk - j0 < BMF_ATT_BK ? c->Lk - j0 : BMF_ATT_BK;
             const REAL *src = c->K + j0 * c->ld_q + bh * c->Dk; /* bh = b*heads + h */
@@ -264,8 +266,9 @@ static void KFN(att_body)(void *arg, int tid, int nt)
         }
         bmf_barrier();
     }
-    /* Round-robin keeps causal work (heavier for late query blocks) balanced. */
-    for (size_t item = (size_t)tid; item < n_items; item += (size_t)nt) {
+    /* Handed out dynamically: balances causal work (heavier for late query
+     * blocks) and threads slowed by other processes. */
+    for (size_t item; (item = bmf_next_item(&c->next_item)) < n_items;) {
         if (c->n_chunks == 1) {
             REAL *m = scratch, *l = m + rows, *O = l + rows;
             KFN(att_item)(c, item, m, l, O, O + rows * c->Dv_pad);
@@ -278,7 +281,7 @@ static void KFN(att_body)(void *arg, int tid, int nt)
     if (c->n_chunks == 1) return;
     bmf_barrier();
     /* Merge the chunks of each (batch, head, query block) in chunk order. */
-    for (size_t blk = (size_t)tid; blk < n_blocks; blk += (size_t)nt) {
+    for (size_t blk; (blk = bmf_next_item(&c->next_merge)) < n_blocks;) {
         REAL *M = scratch, *L = M + rows, *O = L + rows;
         for (size_t r = 0; r < rows; r++) { M[r] = -(REAL)INFINITY; L[r] = 0; }
         memset(O, 0, rows * c->Dv_pad * sizeof(REAL));

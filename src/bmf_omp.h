@@ -50,4 +50,14 @@ static inline void bmf_split_range(size_t n, int part, int n_parts,
     *end = *begin + base + (p < extra ? 1 : 0);
 }
 
+/* Dynamic work sharing: each call hands out the next index of [0, n) from a
+ * shared counter that starts at 0.  A thread slowed down by another process
+ * (e.g. BLAS worker threads still spinning after a NumPy call) then simply
+ * takes fewer items.  Only for items whose results do not depend on which
+ * thread computes them, so results stay bitwise identical. */
+static inline size_t bmf_next_item(size_t *counter)
+{
+    return __atomic_fetch_add(counter, 1, __ATOMIC_RELAXED);
+}
+
 #endif /* BMF_OMP_H */
