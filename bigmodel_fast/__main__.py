@@ -36,10 +36,14 @@ def build_parser():
                        help="thread counts; several give a thread-scaling sweep "
                             "(default: bigmodel_fast.get_num_threads())")
     bench.add_argument("--repeats", type=_positive_int, metavar="N",
-                       help="timed samples per implementation (default 9; 7 with --quick)")
+                       help="timed samples per implementation (default 9; 5 with --quick)")
     bench.add_argument("--sample-time", type=float, metavar="SECONDS",
                        help="minimum length of one sample: fast calls are repeated within a "
                             "sample until it lasts this long (default 0.05; 0.02 with --quick)")
+    bench.add_argument("--settle", type=float, metavar="SECONDS",
+                       help="pause before each timed sample, so that other libraries' "
+                            "worker threads (OpenBLAS spins ~0.1 s after a call) are idle "
+                            "(default 0.1)")
     bench.add_argument("--no-torch", action="store_true", help="skip torch even when installed")
     bench.add_argument("--json", metavar="PATH",
                        help="write every row and the machine's description as JSON")

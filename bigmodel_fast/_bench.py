@@ -164,14 +164,21 @@ def max_abs_error(result, expected):
 
 # ---------------------------------------------------------------- timing
 
-def time_interleaved(calls, repeats, sample_time):
+# Before each timed sample: long enough for another library's worker threads
+# to go idle (OpenBLAS's spin and yield for ~0.1 s after a call, and would
+# otherwise steal cores from whatever is timed next).
+DEFAULT_SETTLE = 0.1
+
+
+def time_interleaved(calls, repeats, sample_time, settle=DEFAULT_SETTLE):
     """Time zero-argument callables round robin; return {name: [seconds per call, ...]}.
 
     Each callable has been called at least once already (the correctness
     check is the warm-up).  Calibration (as timeit's autorange) finds how many
     calls make a sample of at least `sample_time` seconds, so that short calls
     are batched and the timer's resolution and one-off stalls do not dominate.
-    Then `repeats` rounds: in each, one sample of every callable in turn.
+    Then `repeats` rounds: in each, one sample of every callable in turn,
+    each after a pause of `settle` seconds.
     Returns (samples, calls per sample).
     """
     number = {}
@@ -193,6 +200,8 @@ def time_interleaved(calls, repeats, sample_time):
         for _ in range(repeats):
             for name, fn in calls.items():
                 n = number[name]
+                if settle:
+                    time.sleep(settle)
                 start = time.perf_counter()
                 for _ in range(n):
                     fn()
@@ -245,7 +254,8 @@ def _median(values):
     return statistics.median(values) if values else None
 
 
-def bench_shape(shape, inputs, threads, repeats, sample_time, torch=None, progress=None):
+def bench_shape(shape, inputs, threads, repeats, sample_time, torch=None, progress=None,
+                settle=DEFAULT_SETTLE):
     """One row: check native against the reference, then time the implementations.
 
     Returns a dict: name, kernel, dims, dtype, threads, flops, backend; ok and
@@ -294,7 +304,7 @@ def bench_shape(shape, inputs, threads, repeats, sample_time, torch=None, progre
 
         progress.show(f"{shape.label}, {threads} thread(s): timing {', '.join(calls)} "
                       f"x{repeats}")
-        samples, number = time_interleaved(calls, repeats, sample_time)
+        samples, number = time_interleaved(calls, repeats, sample_time, settle)
     row["samples"], row["calls_per_sample"] = samples, number
     for name in IMPLEMENTATIONS:
         row[f"{name}_s"] = _median(samples.get(name, []))
@@ -306,7 +316,7 @@ def bench_shape(shape, inputs, threads, repeats, sample_time, torch=None, progre
 
 
 def run_benchmark(shapes, threads_list, repeats, sample_time, use_torch=True,
-                  measure_peak=True, progress=None, peak_repeats=3):
+                  measure_peak=True, progress=None, peak_repeats=3, settle=DEFAULT_SETTLE):
     """Benchmark every shape at every thread count; return a result dict.
 
     {"rows": [...], "peak_gflops": {threads: GFLOP/s}, "notes": [...], "ok": bool,
@@ -343,7 +353,7 @@ def run_benchmark(shapes, threads_list, repeats, sample_time, use_torch=True,
             inputs = shape.make_inputs()
             for n in threads_list:
                 progress.show(f"[{index}/{len(shapes)}] {shape.label}, {n} thread(s)")
-                row = bench_shape(shape, inputs, n, repeats, sample_time, torch,
+                row = bench_shape(shape, inputs, n, repeats, sample_time, torch, settle=settle,
                                   progress=_Prefixed(progress, f"[{index}/{len(shapes)}] "))
                 row["report_peak"] = shape.report_peak
                 if row["ok"] and n in peak:
@@ -681,13 +691,16 @@ def bench_command(args, argv):
     if not shapes:
         print("bigmodel-fast bench: no shape matches the filters", file=sys.stderr)
         return 2
-    repeats = args.repeats if args.repeats is not None else (7 if args.quick else 9)
+    repeats = args.repeats if args.repeats is not None else (5 if args.quick else 9)
+    settle = args.settle if args.settle is not None else DEFAULT_SETTLE
     sample_time = (args.sample_time if args.sample_time is not None
                    else (0.02 if args.quick else 0.05))
     settings = {"quick": args.quick, "repeats": repeats, "sample_time": sample_time,
+                "settle": settle,
                 "threads": threads_list, "shapes": [s.name for s in shapes]}
     start = time.perf_counter()
     result = run_benchmark(shapes, threads_list, repeats, sample_time, use_torch=not args.no_torch,
+                           settle=settle,
                            peak_repeats=3 if args.quick else 5, progress=Progress())
     settings["seconds"] = round(time.perf_counter() - start, 2)
     print_report(result)
