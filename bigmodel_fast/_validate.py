@@ -105,18 +105,19 @@ class Prepared:
 def prepare_rnn(x, h0, Wx, Wh, b, num_threads=None, out=None):
     x, h0, Wx, Wh, b = (_as_array(n, v) for n, v in
                         (("x", x), ("h0", h0), ("Wx", Wx), ("Wh", Wh), ("b", b)))
+    x_shape = x.shape  # as passed, for messages
     if x.ndim == 2:
         x = x[:, :, None]  # (T, B): one input feature, as the seed's docstring
     elif x.ndim != 3:
-        raise ValueError(f"x must be 3-D (T, B, I) or 2-D (T, B), got shape {x.shape}")
+        raise ValueError(f"x must be 3-D (T, B, I) or 2-D (T, B), got shape {x_shape}")
     T, B, I = x.shape
     if h0.ndim != 2 or h0.shape[0] != B:
-        raise ValueError(f"h0 must have shape (B, H) = ({B}, H) for x of shape {x.shape}, "
-                         f"got {h0.shape}")
+        raise ValueError(f"h0 must have shape (B, H) = ({B}, H) for x of shape {x_shape}, "
+                         f"got {h0.shape} (x is time-major: (T, B, I), not (B, T, I))")
     H = h0.shape[1]
     for name, arr, want in (("Wx", Wx, (H, I)), ("Wh", Wh, (H, H)), ("b", b, (H,))):
         if arr.shape != want:
-            raise ValueError(f"{name} must have shape {want} for x of shape {x.shape} and "
+            raise ValueError(f"{name} must have shape {want} for x of shape {x_shape} and "
                              f"h0 of shape {h0.shape}, got {arr.shape}")
     result, compute = _dtypes([x, h0, Wx, Wh, b])
     n = check_num_threads(num_threads)
@@ -163,7 +164,8 @@ def prepare_attention(Q, K, V, mask=None, num_heads=1, causal=False, scale=None,
     Ev = V.shape[2]
     if K.shape[1:] != (B, E):
         raise ValueError(f"K must have shape (Lk, B, E) = (Lk, {B}, {E}) for Q of shape "
-                         f"{Q.shape}, got {K.shape}")
+                         f"{Q.shape}, got {K.shape} (the layout is (length, batch, "
+                         f"features), as nn.MultiheadAttention with batch_first=False)")
     if V.shape[:2] != (Lk, B):
         raise ValueError(f"V must have shape (Lk, B, Ev) = ({Lk}, {B}, Ev) for K of shape "
                          f"{K.shape}, got {V.shape}")
