@@ -35,7 +35,8 @@ typedef struct {
     size_t n_qblocks, n_chunks, chunk_keys, rows_per_item, Dv_pad;
     int pack_v;
     REAL *partials;      /* per item: m[rows], l[rows], O[rows][Dv_pad] */
-    REAL *K_packed;      /* NULL, or per (batch, head, key tile) BK x Dk panels */
+    REAL *K_packed;      /* NULL, or per (batch, head) Lk_pad x Dk: BK-key tiles of panels */
+    size_t Lk_pad;       /* Lk rounded up to VL */
     unsigned char *v_tile_finite; /* with K_packed: per (batch, head, key tile) */
     size_t n_ktiles;
     char *scratch;
@@ -128,7 +129,7 @@ static void KFN(att_item)(const KFN(att_ctx) *c, size_t item, REAL *m, REAL *l,
         if ((mask_bh || bool_bh) && KFN(att_tile_masked)(c, mask_bh, bool_bh, i0, nq, j0, nk))
             continue;
         if (c->K_packed) {
-            const REAL *Kp = c->K_packed + (bh * c->n_ktiles + j0 / BK) * BK * c->Dk;
+            const REAL *Kp = c->K_packed + (bh * c->Lk_pad + j0) * c->Dk;
             size_t tile_keys = c->Lk - j0 < BK ? c->Lk - j0 : BK; /* as packed */
             KFN(gemm_block)(0, nq, 0, nk_panels, (tile_keys + VL - 1) / VL, BMF_NV,
                             c->Dk, Qb, c->ld_q, Kp, 0,
@@ -144,6 +145,8 @@ static void KFN(att_item)(const KFN(att_ctx) *c, size_t item, REAL *m, REAL *l,
                         acc += V(load_partial)(q + d, c->Dk - d) * V(load_partial)(k + d, c->Dk - d);
                     S[r * BK + j] = V(hsum)(acc);
                 }
+            for (size_t r = 0; r < nq; r++) /* defined lanes past nk (set to -inf below) */
+                for (size_t j = nk; j < width; j++) S[r * BK + j] = 0;
         }
         const REAL *Vt = Vb + j0 * c->ld_v;
         int v_finite = c->v_tile_finite ? c->v_tile_finite[bh * c->n_ktiles + j0 / BK]
@@ -249,7 +252,6 @@ static void KFN(att_write_rows)(const KFN(att_ctx) *c, size_t bh, size_t qb,
 static void KFN(att_body)(void *arg, int tid, int nt)
 {
     KFN(att_ctx) *c = arg;
-    (void)nt; /* work is handed out by counters, not by thread count */
     REAL *scratch = (REAL *)(c->scratch + (size_t)tid * c->scratch_bytes);
     size_t rows = c->rows_per_item, n_blocks = c->B * c->heads * c->n_qblocks;
     size_t n_items = n_blocks * c->n_chunks;
@@ -260,11 +262,11 @@ static void KFN(att_body)(void *arg, int tid, int nt)
             size_t nk = c->Lk - j0 < BMF_ATT_BK ? c->Lk - j0 : BMF_ATT_BK;
             const REAL *src = c->K + j0 * c->ld_q + bh * c->Dk; /* bh = b*heads + h */
             KFN(pack_panels)(src, c->ld_q, nk, c->Dk, 0, (nk + VL - 1) / VL, BMF_NV, 1,
-                             c->K_packed + u * BMF_ATT_BK * c->Dk);
+                             c->K_packed + (bh * c->Lk_pad + j0) * c->Dk);
             c->v_tile_finite[u] = (unsigned char)KFN(att_rows_finite)(
                 c->V + j0 * c->ld_v + bh * c->Dv, c->ld_v, nk, c->Dv);
         }
-        bmf_barrier();
+        bmf_barrier(nt);
     }
     /* Handed out dynamically: balances causal work (heavier for late query
      * blocks) and threads slowed by other processes. */
@@ -279,20 +281,22 @@ static void KFN(att_body)(void *arg, int tid, int nt)
         }
     }
     if (c->n_chunks == 1) return;
-    bmf_barrier();
+    bmf_barrier(nt);
     /* Merge the chunks of each (batch, head, query block) in chunk order. */
     for (size_t blk; (blk = bmf_next_item(&c->next_merge)) < n_blocks;) {
+        size_t i0 = blk % c->n_qblocks * BMF_ATT_BQ;
+        size_t nq = c->Lq - i0 < BMF_ATT_BQ ? c->Lq - i0 : BMF_ATT_BQ; /* rows att_item set */
         REAL *M = scratch, *L = M + rows, *O = L + rows;
-        for (size_t r = 0; r < rows; r++) { M[r] = -(REAL)INFINITY; L[r] = 0; }
-        memset(O, 0, rows * c->Dv_pad * sizeof(REAL));
+        for (size_t r = 0; r < nq; r++) { M[r] = -(REAL)INFINITY; L[r] = 0; }
+        memset(O, 0, nq * c->Dv_pad * sizeof(REAL));
         for (size_t ch = 0; ch < c->n_chunks; ch++) {
             const REAL *m = c->partials + (blk * c->n_chunks + ch) * part_len;
-            for (size_t r = 0; r < rows; r++) if (m[r] > M[r]) M[r] = m[r];
+            for (size_t r = 0; r < nq; r++) if (m[r] > M[r]) M[r] = m[r];
         }
         for (size_t ch = 0; ch < c->n_chunks; ch++) {
             const REAL *m = c->partials + (blk * c->n_chunks + ch) * part_len;
             const REAL *l = m + rows, *Oc = l + rows;
-            for (size_t r = 0; r < rows; r++) {
+            for (size_t r = 0; r < nq; r++) {
                 if (l[r] == 0 && m[r] == -(REAL)INFINITY) continue; /* saw no key */
                 REAL w = KFN(att_exp1)(m[r] - M[r]);
                 L[r] += l[r] * w;
@@ -345,7 +349,7 @@ int KFN(attention)(size_t Lq, size_t Lk, size_t B, size_t heads, size_t Dk,
     }
     size_t rows = c.rows_per_item, part_len = rows * (2 + c.Dv_pad);
     size_t n_items = n_blocks * c.n_chunks;
-    size_t tile = BMF_ATT_BQ * BMF_ATT_BK + BMF_ATT_BK * c.Dv_pad;
+    size_t tile = BMF_ATT_BQ * BMF_ATT_BK + (c.pack_v ? BMF_ATT_BK * c.Dv_pad : 0);
     c.scratch_bytes = ((part_len + tile) * sizeof(REAL) + 63) / 64 * 64;
     /* Threads only where each gets enough work to repay its start. */
     size_t macs = B * heads * Lq * (Lk ? Lk : 1) * (Dk + Dv);
@@ -356,7 +360,8 @@ int KFN(attention)(size_t Lq, size_t Lk, size_t B, size_t heads, size_t Dk,
     c.n_ktiles = (Lk + BMF_ATT_BK - 1) / BMF_ATT_BK;
     int pack_k = Lq >= BMF_ATT_PACK_MIN_Q && Lk > 0 && Dk > 0;
     if (pack_k) {
-        c.K_packed = bmf_alloc(B * heads * c.n_ktiles * BMF_ATT_BK * Dk * sizeof(REAL));
+        c.Lk_pad = (Lk + VL - 1) / VL * VL; /* about the size of K, not of whole tiles */
+        c.K_packed = bmf_alloc(B * heads * c.Lk_pad * Dk * sizeof(REAL));
         c.v_tile_finite = bmf_alloc(B * heads * c.n_ktiles);
     }
     if (!c.scratch || (c.n_chunks > 1 && !c.partials)

@@ -33,10 +33,15 @@ int bmf_omp_available(void);          /* 1 when built with OpenMP */
 int bmf_omp_default_threads(void);    /* omp_get_max_threads(), or 1 */
 void bmf_parallel(int n_threads, bmf_parallel_body body, void *ctx);
 
-/* Synchronise the team of the enclosing bmf_parallel (no-op when serial). */
-static inline void bmf_barrier(void)
+/* Synchronise the team of the enclosing bmf_parallel.  With a team of one
+ * nothing is executed: a serial body may run inside the CALLER's own parallel
+ * region (a C program calling the kernels from OpenMP threads), where an
+ * orphaned barrier would bind to that region and could wait forever. */
+static inline void bmf_barrier(int n_threads)
 {
-    BMF_PRAGMA(omp barrier)
+    if (n_threads > 1) {
+        BMF_PRAGMA(omp barrier)
+    }
 }
 
 /* Static, contiguous split of [0, n) into n_parts nearly equal ranges; part

@@ -57,24 +57,35 @@ static int bmf_detect_isa(void) { return BMF_ISA_BASELINE; }
 static int bmf_cpu_level = -1;
 static int bmf_level = -1;
 
+/* Read and written with relaxed atomics: kernels may be called from many
+ * threads while the lazy detection runs (every writer stores the same value). */
 int bmf_cpu_isa(void)
 {
-    if (bmf_cpu_level < 0) bmf_cpu_level = bmf_detect_isa();
-    return bmf_cpu_level;
+    int level = __atomic_load_n(&bmf_cpu_level, __ATOMIC_RELAXED);
+    if (level < 0) {
+        level = bmf_detect_isa();
+        __atomic_store_n(&bmf_cpu_level, level, __ATOMIC_RELAXED);
+    }
+    return level;
 }
 
 int bmf_get_isa(void)
 {
-    if (bmf_level < 0) bmf_level = bmf_cpu_isa();
-    return bmf_level;
+    int level = __atomic_load_n(&bmf_level, __ATOMIC_RELAXED);
+    if (level < 0) {
+        level = bmf_cpu_isa();
+        __atomic_store_n(&bmf_level, level, __ATOMIC_RELAXED);
+    }
+    return level;
 }
 
 int bmf_set_isa(int level)
 {
     int cpu = bmf_cpu_isa();
     if (level < BMF_ISA_BASELINE) level = BMF_ISA_BASELINE;
-    bmf_level = level < cpu ? level : cpu;
-    return bmf_level;
+    if (level > cpu) level = cpu;
+    __atomic_store_n(&bmf_level, level, __ATOMIC_RELAXED);
+    return level;
 }
 
 const char *bmf_isa_name(int level)

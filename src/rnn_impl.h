@@ -28,7 +28,7 @@ static void KFN(rnn_projection_body)(void *arg, int tid, int nt)
     size_t p1 = g1 * group < c->n_panels ? g1 * group : c->n_panels;
     if (g0 * group < p1)
         KFN(pack_panels)(c->Wx, c->I, c->H, c->I, g0 * group, p1, group, 1, c->Wx_packed);
-    bmf_barrier();
+    bmf_barrier(nt);
     /* Rows split in whole tiles so that only the last thread has a ragged one. */
     size_t tiles = (rows + BMF_MR - 1) / BMF_MR;
     bmf_split_range(tiles, tid, nt, &m0, &m1);
@@ -52,7 +52,7 @@ static void KFN(rnn_recurrence_body)(void *arg, int tid, int nt)
         if (p0 < p1)
             KFN(gemm_block)(0, c->B, p0, p1, p1, group, H, h_prev, H, c->Wh_packed, 0,
                             h, H, H, BMF_INIT_C, NULL, 1);
-        bmf_barrier();
+        bmf_barrier(nt);
     }
 }
 

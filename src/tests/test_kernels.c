@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "bigmodel_fast.h"
 
@@ -167,8 +168,52 @@ static void test_attention(size_t Lq, size_t Lk, size_t B, size_t nh, size_t Dk,
     free(Q32); free(K32); free(V32); free(m32); free(got32); free(ref32);
 }
 
+/* A caller's own OpenMP loop running kernels single-threaded, with a different
+ * number of RNN steps per iteration (a kernel's barriers, if any were
+ * executed, would bind to the caller's team and strand or hang its threads).
+ * Every result must equal the same call made outside any parallel region,
+ * and a later parallel region must still run.  The alarm in main turns a
+ * hang into a failure. */
+static void test_called_from_openmp_threads(void)
+{
+    enum { N = 8, TMAX = 40, I = 2, H = 4, L = 16, D = 4 };
+    static double x[TMAX * I], Wx[H * I], Wh[H * H], b[H], h0[H], Q[L * D];
+    static double out[N][TMAX * H], want[N][TMAX * H], att[N][L * D], att_want[N][L * D];
+    for (int i = 0; i < TMAX * I; i++) x[i] = 0.01 * i;
+    for (int i = 0; i < H * I; i++) Wx[i] = 0.1 * (i % 5);
+    for (int i = 0; i < H * H; i++) Wh[i] = 0.05 * (i % 7);
+    for (int i = 0; i < L * D; i++) Q[i] = 0.02 * (i % 11);
+    for (int n = 0; n < N; n++) {
+        bmf_rnn_f64((size_t)(1 + 5 * n), 1, I, H, x, h0, Wx, Wh, b, want[n], 1);
+        bmf_attention_f64(8 + (size_t)n, 8, 1, 1, D, D, Q, Q, Q, NULL, 0, NULL, n % 2, 0.5,
+                          att_want[n], 1);
+    }
+    int bad = 0;
+#ifdef _OPENMP
+#pragma omp parallel for num_threads(2) schedule(static, 1) reduction(+ : bad)
+#endif
+    for (int n = 0; n < N; n++) {
+        bad += bmf_rnn_f64((size_t)(1 + 5 * n), 1, I, H, x, h0, Wx, Wh, b, out[n], 1) != 0;
+        bad += bmf_attention_f64(8 + (size_t)n, 8, 1, 1, D, D, Q, Q, Q, NULL, 0, NULL, n % 2,
+                                 0.5, att[n], 1) != 0;
+    }
+    for (int n = 0; n < N; n++) {
+        bad += memcmp(out[n], want[n], (size_t)(1 + 5 * n) * H * sizeof(double)) != 0;
+        bad += memcmp(att[n], att_want[n], (size_t)(8 + n) * D * sizeof(double)) != 0;
+    }
+    int after = 0;
+#ifdef _OPENMP
+#pragma omp parallel num_threads(2) reduction(+ : after)
+#endif
+    after += 1;
+    bad += after < 1;
+    failures += bad != 0;
+    printf("%-6s kernels called from a caller's OpenMP threads\n", bad ? "FAIL" : "ok");
+}
+
 int main(void)
 {
+    alarm(600); /* a hang fails the test instead of stalling CI */
     printf("%s\nCPU level: %s, OpenMP: %d\n", bmf_build_info(), bmf_isa_name(bmf_cpu_isa()),
            bmf_openmp_enabled());
     for (int level = bmf_cpu_isa(); level >= BMF_ISA_BASELINE; level--) {
@@ -187,6 +232,7 @@ int main(void)
         test_attention(70, 300, 2, 1, 24, 24, 2, 1);
         test_attention(3, 2100, 2, 2, 16, 16, 2, 0);
     }
+    test_called_from_openmp_threads();
     printf("%d failed\n", failures);
     return failures != 0;
 }
