@@ -136,14 +136,14 @@ OOM = textwrap.dedent(r"""
     import resource
     import numpy as np
     import bigmodel_fast as bf
-    # One key of 2**20 features and 8 query rows (enough for the kernel to
-    # pack K once per call): the packed key tile (128 keys x E floats) needs
-    # 512 MiB, far more than the address-space limit below leaves.
+    # 80 keys of 2**20 features and 8 query rows (enough for the kernel to
+    # pack K once per call): the packed copy of K needs 320 MiB, more than
+    # the address-space limit below leaves.
     E = 1 << 20
     rng = np.random.default_rng(0)
     Q = rng.standard_normal((8, 1, E), dtype=np.float32)
-    K = rng.standard_normal((1, 1, E), dtype=np.float32)
-    V = np.ones((1, 1, 1), np.float32)
+    K = rng.standard_normal((80, 1, E), dtype=np.float32)
+    V = np.ones((80, 1, 1), np.float32)
     small = bf.attention(Q[:, :, :64], K[:, :, :64], V, num_threads=1)
     with open("/proc/self/status") as f:
         vm = [int(l.split()[1]) * 1024 for l in f if l.startswith("VmSize:")][0]
