@@ -10,10 +10,16 @@
  * scale, mask and causality are applied inside the tile, the running max and
  * sum of each row are updated (online softmax), the output accumulator is
  * rescaled and P V is added.  The Lq x Lk score matrix never exists; each
- * thread holds one tile of S, K, V and the output block.
+ * thread holds one tile of S (and of V when Dv is not a multiple of VL) and
+ * its output block; the packed K is about the size of K.  Work items are
+ * handed out dynamically (bmf_next_item): each writes only its own rows or
+ * partial slot, so who computes it does not change a bit.
  *
- * Key tiles that causality rules out end the loop; tiles whose mask entries
- * are all -inf are skipped.  When there are too few (batch, head, query block)
+ * Masks (additive, or boolean bytes read in place) and causality REMOVE keys:
+ * a removed key's score is -inf whatever its K (even NaN), and a V tile with a
+ * non-finite value takes a path that skips removed keys, so a NaN reaches
+ * exactly the rows that attend it.  Key tiles that causality rules out end the
+ * loop; tiles the mask removes entirely are skipped.  When there are too few (batch, head, query block)
  * items to keep many threads busy (decoding: few query rows, long Lk), the keys
  * are also split into chunks whose partial (max, sum, output) are merged in
  * chunk order.  Chunking depends on the shape only, never on the thread
