@@ -29,8 +29,6 @@
 typedef void (*bmf_parallel_body)(void *ctx, int thread_id, int n_threads);
 
 /* Defined in dispatch.c (one copy shared by every ISA's translation unit). */
-int bmf_omp_available(void);          /* 1 when built with OpenMP */
-int bmf_omp_default_threads(void);    /* omp_get_max_threads(), or 1 */
 void bmf_parallel(int n_threads, bmf_parallel_body body, void *ctx);
 
 /* Synchronise the team of the enclosing bmf_parallel.  With a team of one

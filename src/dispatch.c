@@ -171,7 +171,7 @@ __attribute__((constructor)) static void bmf_init_fork_safety(void)
 }
 #endif
 
-int bmf_omp_available(void)
+int bmf_openmp_enabled(void)
 {
 #ifdef _OPENMP
     return 1;
@@ -180,9 +180,7 @@ int bmf_omp_available(void)
 #endif
 }
 
-int bmf_openmp_enabled(void) { return bmf_omp_available(); }
-
-int bmf_omp_default_threads(void)
+int bmf_default_threads(void)
 {
 #ifdef _OPENMP
     return omp_get_max_threads();
@@ -190,8 +188,6 @@ int bmf_omp_default_threads(void)
     return 1;
 #endif
 }
-
-int bmf_default_threads(void) { return bmf_omp_default_threads(); }
 
 /* Subnormal operands and results make x86 floating point 10-50 times slower
  * (tools/denormal_check.py measured up to 56x).  Kernel bodies run with
