@@ -36,9 +36,8 @@ import numpy as np
 import bigmodel_fast as bf
 from . import _backend
 from .bench_shapes import standard_shapes
+from .reference import TOLERANCE
 
-# SPEC.md: native results match the reference within these (max abs error).
-TOLERANCE = {"float32": 2e-5, "float64": 1e-12}
 
 # Matmul size for the single-precision peak: large enough for BLAS to reach
 # its steady state, small enough (17 GFLOP a product) to stay well under a second.

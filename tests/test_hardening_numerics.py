@@ -21,7 +21,7 @@ import bigmodel_fast as bf
 from bigmodel_fast import reference as ref
 
 DTYPES = [np.float64, np.float32]
-TOL = {np.float64: 1e-12, np.float32: 2e-5}
+TOL = {np.dtype(name).type: tol for name, tol in ref.TOLERANCE.items()}
 
 
 @pytest.fixture(autouse=True)
