@@ -77,7 +77,7 @@ assert bf.backend() == "native" and "-fsanitize=address,undefined" in info, info
 print("   built:", info, "(%d s)" % int(sys.argv[1]))' $((SECONDS - START))
 
 if [ $# -eq 0 ]; then
-    set -- tests/test_smoke.py tests/test_hardening_numerics.py tests/test_hardening_concurrency.py \
+    set -- tests/test_native.py tests/test_hardening_numerics.py tests/test_hardening_concurrency.py \
            tests/test_hardening_fork.py tests/test_hardening_threadpoolctl.py
     [ -e "$WORK/tree/tests/test_errors.py" ] && set -- "$@" tests/test_errors.py
 fi
