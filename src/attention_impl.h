@@ -42,6 +42,7 @@ typedef struct {
     int pack_v;
     REAL *partials;      /* per item: m[rows], l[rows], O[rows][Dv_pad] */
     REAL *K_packed;      /* NULL, or per (batch, head) Lk_pad x Dk: BK-key tiles of panels */
+    REAL *V_packed;      /* with K_packed: per (batch, head) Lk x Dv_pad, rows contiguous */
     size_t Lk_pad;       /* Lk rounded up to VL */
     unsigned char *v_tile_finite; /* with K_packed: per (batch, head, key tile) */
     size_t n_ktiles;
@@ -123,7 +124,15 @@ static void KFN(att_item)(const KFN(att_ctx) *c, size_t item, REAL *m, REAL *l,
     const unsigned char *bool_bh = c->bool_mask ? c->bool_mask + mask_bh_at : NULL;
 
     REAL *S = scratch;                        /* BQ x BK scores, then P */
-    REAL *Vp = S + BMF_ATT_BQ * BK;           /* BK x Dv_pad when packing V */
+    REAL *Vp = S + BMF_ATT_BQ * BK;           /* BK x Dv_pad when packing V per tile */
+    size_t q_ld = c->ld_q;
+    if (c->K_packed) { /* the block's Q rows, contiguous: in place they may be
+                        * 4 KiB apart and evict each other from L1 */
+        REAL *Qp = S + BMF_ATT_BQ * BK;
+        for (size_t r = 0; r < nq; r++) memcpy(Qp + r * c->Dk, Qb + r * c->ld_q, c->Dk * sizeof(REAL));
+        Qb = Qp;
+        q_ld = c->Dk;
+    }
 
     for (size_t r = 0; r < nq; r++) { m[r] = -(REAL)INFINITY; l[r] = 0; }
     memset(O, 0, nq * Dv_pad * sizeof(REAL));
@@ -138,7 +147,7 @@ static void KFN(att_item)(const KFN(att_ctx) *c, size_t item, REAL *m, REAL *l,
             const REAL *Kp = c->K_packed + (bh * c->Lk_pad + j0) * c->Dk;
             size_t tile_keys = c->Lk - j0 < BK ? c->Lk - j0 : BK; /* as packed */
             KFN(gemm_block)(0, nq, 0, nk_panels, (tile_keys + VL - 1) / VL, BMF_NV,
-                            c->Dk, Qb, c->ld_q, Kp, 0,
+                            c->Dk, Qb, q_ld, Kp, 0,
                             S, BK, width, BMF_INIT_ZERO, NULL, 0);
         } else { /* few query rows: dot products, K read in place */
             for (size_t r = 0; r < nq; r++)
@@ -154,7 +163,9 @@ static void KFN(att_item)(const KFN(att_ctx) *c, size_t item, REAL *m, REAL *l,
             for (size_t r = 0; r < nq; r++) /* defined lanes past nk (set to -inf below) */
                 for (size_t j = nk; j < width; j++) S[r * BK + j] = 0;
         }
-        const REAL *Vt = Vb + j0 * c->ld_v;
+        /* V rows: packed contiguous (Dv_pad apart), or in place (ld_v apart) */
+        const REAL *Vt = c->V_packed ? c->V_packed + (bh * c->Lk + j0) * Dv_pad : Vb + j0 * c->ld_v;
+        size_t v_ld = c->V_packed ? Dv_pad : c->ld_v;
         int v_finite = c->v_tile_finite ? c->v_tile_finite[bh * c->n_ktiles + j0 / BK]
                                         : KFN(att_rows_finite)(Vt, c->ld_v, nk, c->Dv);
         const VEC scale = V(set1)(c->scale), neg_zero = V(set1)(-(REAL)0);
@@ -229,14 +240,14 @@ static void KFN(att_item)(const KFN(att_ctx) *c, size_t item, REAL *m, REAL *l,
                     REAL p = S[r * BK + j];
                     if (signbit(p)) continue;
                     for (size_t d = 0; d < c->Dv; d++)
-                        O[r * Dv_pad + d] += p * Vt[j * c->ld_v + d];
+                        O[r * Dv_pad + d] += p * Vt[j * v_ld + d];
                 }
-        } else if (c->pack_v) { /* Dv not a multiple of VL: zero-padded panels */
+        } else if (c->pack_v && !c->V_packed) { /* Dv not a multiple of VL: zero-padded panels */
             KFN(pack_panels)(Vt, c->ld_v, c->Dv, nk, 0, dv_panels, group, 0, Vp);
             KFN(gemm_block)(0, nq, 0, dv_panels, dv_panels, group, nk, S, BK, Vp, 0, O, Dv_pad,
                             Dv_pad, BMF_INIT_C, NULL, 0);
         } else {
-            KFN(gemm_block)(0, nq, 0, dv_panels, dv_panels, group, nk, S, BK, Vt, c->ld_v, O,
+            KFN(gemm_block)(0, nq, 0, dv_panels, dv_panels, group, nk, S, BK, Vt, v_ld, O,
                             Dv_pad, Dv_pad, BMF_INIT_C, NULL, 0);
         }
     }
@@ -269,8 +280,13 @@ static void KFN(att_body)(void *arg, int tid, int nt)
             const REAL *src = c->K + j0 * c->ld_q + bh * c->Dk; /* bh = b*heads + h */
             KFN(pack_panels)(src, c->ld_q, nk, c->Dk, 0, (nk + VL - 1) / VL, BMF_NV, 1,
                              c->K_packed + (bh * c->Lk_pad + j0) * c->Dk);
-            c->v_tile_finite[u] = (unsigned char)KFN(att_rows_finite)(
-                c->V + j0 * c->ld_v + bh * c->Dv, c->ld_v, nk, c->Dv);
+            const REAL *vsrc = c->V + j0 * c->ld_v + bh * c->Dv;
+            REAL *vdst = c->V_packed + (bh * c->Lk + j0) * c->Dv_pad;
+            for (size_t j = 0; j < nk; j++) {
+                memcpy(vdst + j * c->Dv_pad, vsrc + j * c->ld_v, c->Dv * sizeof(REAL));
+                for (size_t d = c->Dv; d < c->Dv_pad; d++) vdst[j * c->Dv_pad + d] = 0;
+            }
+            c->v_tile_finite[u] = (unsigned char)KFN(att_rows_finite)(vdst, c->Dv_pad, nk, c->Dv);
         }
         bmf_barrier(nt);
     }
@@ -355,7 +371,12 @@ int KFN(attention)(size_t Lq, size_t Lk, size_t B, size_t heads, size_t Dk,
     }
     size_t rows = c.rows_per_item, part_len = rows * (2 + c.Dv_pad);
     size_t n_items = n_blocks * c.n_chunks;
-    size_t tile = BMF_ATT_BQ * BMF_ATT_BK + (c.pack_v ? BMF_ATT_BK * c.Dv_pad : 0);
+    /* With enough query rows K and V are packed once per call: K into GEMM
+     * panels, V into contiguous zero-padded rows (in place, one head's rows
+     * are B*E apart, a stride at which they all share a few cache sets). */
+    int pack_kv = Lq >= BMF_ATT_PACK_MIN_Q && Lk > 0 && Dk > 0;
+    size_t tile = BMF_ATT_BQ * BMF_ATT_BK + (pack_kv ? BMF_ATT_BQ * Dk                 /* Q block */
+                                             : c.pack_v ? BMF_ATT_BK * c.Dv_pad : 0); /* V tile */
     c.scratch_bytes = ((part_len + tile) * sizeof(REAL) + 63) / 64 * 64;
     /* Threads only where each gets enough work to repay its start. */
     size_t macs = B * heads * Lq * (Lk ? Lk : 1) * (Dk + Dv);
@@ -364,24 +385,26 @@ int KFN(attention)(size_t Lq, size_t Lk, size_t B, size_t heads, size_t Dk,
     c.scratch = bmf_alloc((size_t)nt * c.scratch_bytes);
     if (c.n_chunks > 1) c.partials = bmf_alloc(n_items * part_len * sizeof(REAL));
     c.n_ktiles = (Lk + BMF_ATT_BK - 1) / BMF_ATT_BK;
-    int pack_k = Lq >= BMF_ATT_PACK_MIN_Q && Lk > 0 && Dk > 0;
-    if (pack_k) {
+    if (pack_kv) {
         c.Lk_pad = (Lk + VL - 1) / VL * VL; /* about the size of K, not of whole tiles */
         c.K_packed = bmf_alloc(B * heads * c.Lk_pad * Dk * sizeof(REAL));
+        c.V_packed = bmf_alloc(B * heads * Lk * c.Dv_pad * sizeof(REAL));
         c.v_tile_finite = bmf_alloc(B * heads * c.n_ktiles);
     }
     if (!c.scratch || (c.n_chunks > 1 && !c.partials)
-        || (pack_k && (!c.K_packed || !c.v_tile_finite))) {
+        || (pack_kv && (!c.K_packed || !c.V_packed || !c.v_tile_finite))) {
         bmf_free(c.v_tile_finite);
         bmf_free(c.scratch);
         bmf_free(c.partials);
         bmf_free(c.K_packed);
+        bmf_free(c.V_packed);
         return BMF_ERR_NOMEM;
     }
     bmf_parallel(nt, KFN(att_body), &c);
     bmf_free(c.scratch);
     bmf_free(c.partials);
     bmf_free(c.K_packed);
+    bmf_free(c.V_packed);
     bmf_free(c.v_tile_finite);
     return 0;
 }

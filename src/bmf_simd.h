@@ -80,11 +80,16 @@ typedef uint64_t bmf_vdu __attribute__((vector_size(BMF_VEC_BYTES)));
         for (int i = 0; i < LANES; i++) v[i] = (T)i;                           \
         return v;                                                              \
     }                                                                          \
+    /* The largest lane of a vector without NaN (a running V_max keeps them  \
+     * out): max with the upper half moved down, halving the live lanes. */   \
     BMF_ALWAYS_INLINE T V##_hmax(V v)                                          \
     {                                                                          \
-        T m = v[0];                                                            \
-        for (int i = 1; i < LANES; i++) m = v[i] > m ? v[i] : m;               \
-        return m;                                                              \
+        for (int half = LANES / 2; half >= 1; half /= 2) {                     \
+            VI from;                                                           \
+            for (int i = 0; i < LANES; i++) from[i] = (i + half) % LANES;      \
+            v = V##_max(v, __builtin_shuffle(v, from));                        \
+        }                                                                      \
+        return v[0];                                                           \
     }
 
 #define BMF_REP2(s) s, s
@@ -126,12 +131,30 @@ BMF_ALWAYS_INLINE bmf_vdi bmf_vd_removed_bytes(const uint8_t *p, size_t n)
 }
 
 /* Horizontal sums as a fixed tree of halvings (the same order on every
- * call, so the same bits). */
+ * call, so the same bits).  The halves come from shuffles where the compiler
+ * has them (a copy through memory would keep a loop's accumulator there). */
+typedef float bmf_vf2 __attribute__((vector_size(8)));
 typedef float bmf_vf4 __attribute__((vector_size(16)));
+typedef double bmf_vd1 __attribute__((vector_size(8)));
 typedef double bmf_vd2 __attribute__((vector_size(16)));
-BMF_ALWAYS_INLINE float bmf_vf4_hsum(bmf_vf4 v) { return (v[0] + v[2]) + (v[1] + v[3]); }
-BMF_ALWAYS_INLINE double bmf_vd2_hsum(bmf_vd2 v) { return v[0] + v[1]; }
-#define BMF_HALVES(NAME, T, HALF, V, HALF_SUM)                                 \
+#if defined(__has_builtin)
+#if __has_builtin(__builtin_shufflevector)
+#define BMF_HAVE_SHUFFLEVECTOR 1
+#endif
+#endif
+#ifdef BMF_HAVE_SHUFFLEVECTOR
+#define BMF_LO_2(v) __builtin_shufflevector(v, v, 0)
+#define BMF_HI_2(v) __builtin_shufflevector(v, v, 1)
+#define BMF_LO_4(v) __builtin_shufflevector(v, v, 0, 1)
+#define BMF_HI_4(v) __builtin_shufflevector(v, v, 2, 3)
+#define BMF_LO_8(v) __builtin_shufflevector(v, v, 0, 1, 2, 3)
+#define BMF_HI_8(v) __builtin_shufflevector(v, v, 4, 5, 6, 7)
+#define BMF_LO_16(v) __builtin_shufflevector(v, v, 0, 1, 2, 3, 4, 5, 6, 7)
+#define BMF_HI_16(v) __builtin_shufflevector(v, v, 8, 9, 10, 11, 12, 13, 14, 15)
+#define BMF_HALVES(NAME, T, HALF, V, N, HALF_SUM)                              \
+    BMF_ALWAYS_INLINE T NAME(V v) { return HALF_SUM(BMF_LO_##N(v) + BMF_HI_##N(v)); }
+#else
+#define BMF_HALVES(NAME, T, HALF, V, N, HALF_SUM)                              \
     BMF_ALWAYS_INLINE T NAME(V v)                                              \
     {                                                                          \
         HALF lo, hi;                                                           \
@@ -139,15 +162,20 @@ BMF_ALWAYS_INLINE double bmf_vd2_hsum(bmf_vd2 v) { return v[0] + v[1]; }
         memcpy(&hi, (const char *)&v + sizeof lo, sizeof hi);                  \
         return HALF_SUM(lo + hi);                                              \
     }
+#endif
+BMF_ALWAYS_INLINE float bmf_vf2_hsum(bmf_vf2 v) { return v[0] + v[1]; }
+BMF_ALWAYS_INLINE double bmf_vd1_hsum(bmf_vd1 v) { return v[0]; }
+BMF_HALVES(bmf_vf4_hsum, float, bmf_vf2, bmf_vf4, 4, bmf_vf2_hsum)
+BMF_HALVES(bmf_vd2_hsum, double, bmf_vd1, bmf_vd2, 2, bmf_vd1_hsum)
 #if BMF_VEC_BYTES >= 32
 typedef float bmf_vf8 __attribute__((vector_size(32)));
 typedef double bmf_vd4 __attribute__((vector_size(32)));
-BMF_HALVES(bmf_vf8_hsum, float, bmf_vf4, bmf_vf8, bmf_vf4_hsum)
-BMF_HALVES(bmf_vd4_hsum, double, bmf_vd2, bmf_vd4, bmf_vd2_hsum)
+BMF_HALVES(bmf_vf8_hsum, float, bmf_vf4, bmf_vf8, 8, bmf_vf4_hsum)
+BMF_HALVES(bmf_vd4_hsum, double, bmf_vd2, bmf_vd4, 4, bmf_vd2_hsum)
 #endif
 #if BMF_VEC_BYTES == 64
-BMF_HALVES(bmf_vf_hsum, float, bmf_vf8, bmf_vf, bmf_vf8_hsum)
-BMF_HALVES(bmf_vd_hsum, double, bmf_vd4, bmf_vd, bmf_vd4_hsum)
+BMF_HALVES(bmf_vf_hsum, float, bmf_vf8, bmf_vf, 16, bmf_vf8_hsum)
+BMF_HALVES(bmf_vd_hsum, double, bmf_vd4, bmf_vd, 8, bmf_vd4_hsum)
 #elif BMF_VEC_BYTES == 32
 BMF_ALWAYS_INLINE float bmf_vf_hsum(bmf_vf v) { return bmf_vf8_hsum(v); }
 BMF_ALWAYS_INLINE double bmf_vd_hsum(bmf_vd v) { return bmf_vd4_hsum(v); }
@@ -158,12 +186,66 @@ BMF_ALWAYS_INLINE double bmf_vd_hsum(bmf_vd v) { return bmf_vd2_hsum(v); }
 
 /* ---- exp ---------------------------------------------------------------- */
 
+/* Two steps of exp have a one-instruction form on AVX-512 (used when the
+ * translation unit targets it): clamping with min/max, and p * 2^n with
+ * vscalefps/pd, which rounds results in the subnormal range and overflows
+ * to inf by itself.  Elsewhere: compare-and-select, and 2^n built in the
+ * exponent bits as two factors so that each stays in range. */
+#if BMF_VEC_BYTES == 64 && defined(__AVX512F__)
+#include <immintrin.h>
+/* min/max return their second operand when either is NaN: x last keeps NaN. */
+BMF_ALWAYS_INLINE bmf_vf bmf_vf_clamp(bmf_vf x, float lo, float hi)
+{
+    return (bmf_vf)_mm512_max_ps(_mm512_set1_ps(lo), _mm512_min_ps(_mm512_set1_ps(hi), (__m512)x));
+}
+BMF_ALWAYS_INLINE bmf_vd bmf_vd_clamp(bmf_vd x, double lo, double hi)
+{
+    return (bmf_vd)_mm512_max_pd(_mm512_set1_pd(lo), _mm512_min_pd(_mm512_set1_pd(hi), (__m512d)x));
+}
+BMF_ALWAYS_INLINE bmf_vf bmf_vf_times_2n(bmf_vf p, bmf_vf n, bmf_vfi ni)
+{
+    (void)ni;
+    return (bmf_vf)_mm512_scalef_ps((__m512)p, (__m512)n);
+}
+BMF_ALWAYS_INLINE bmf_vd bmf_vd_times_2n(bmf_vd p, bmf_vd n, bmf_vdi ni)
+{
+    (void)ni;
+    return (bmf_vd)_mm512_scalef_pd((__m512d)p, (__m512d)n);
+}
+#else
+BMF_ALWAYS_INLINE bmf_vf bmf_vf_clamp(bmf_vf x, float lo, float hi)
+{
+    x = bmf_vf_select(x > hi, bmf_vf_set1(hi), x);
+    return bmf_vf_select(x < lo, bmf_vf_set1(lo), x);
+}
+BMF_ALWAYS_INLINE bmf_vd bmf_vd_clamp(bmf_vd x, double lo, double hi)
+{
+    x = bmf_vd_select(x > hi, bmf_vd_set1(hi), x);
+    return bmf_vd_select(x < lo, bmf_vd_set1(lo), x);
+}
+BMF_ALWAYS_INLINE bmf_vf bmf_vf_times_2n(bmf_vf p, bmf_vf n, bmf_vfi ni)
+{
+    (void)n;
+    bmf_vfi n1 = ni >> 1, n2 = ni - n1; /* 2^n = 2^n1 * 2^n2, each in range */
+    bmf_vf s1 = (bmf_vf)((bmf_vfu)(n1 + 127) << 23);
+    bmf_vf s2 = (bmf_vf)((bmf_vfu)(n2 + 127) << 23);
+    return p * s1 * s2;
+}
+BMF_ALWAYS_INLINE bmf_vd bmf_vd_times_2n(bmf_vd p, bmf_vd n, bmf_vdi ni)
+{
+    (void)n;
+    bmf_vdi n1 = ni >> 1, n2 = ni - n1;
+    bmf_vd s1 = (bmf_vd)((bmf_vdu)(n1 + 1023) << 52);
+    bmf_vd s2 = (bmf_vd)((bmf_vdu)(n2 + 1023) << 52);
+    return p * s1 * s2;
+}
+#endif
+
 BMF_ALWAYS_INLINE bmf_vf bmf_vf_exp(bmf_vf x)
 {
     /* Below -104 the result rounds to 0, above 89 to inf: clamping keeps the
      * exponent arithmetic in range and leaves those results right. */
-    x = bmf_vf_select(x > 89.0f, bmf_vf_set1(89.0f), x);
-    x = bmf_vf_select(x < -104.0f, bmf_vf_set1(-104.0f), x);
+    x = bmf_vf_clamp(x, -104.0f, 89.0f);
     const float shifter = 12582912.0f; /* 1.5 * 2^23: t - shifter = round(.) */
     bmf_vf t = x * 1.44269504088896341f + shifter;
     bmf_vf n = t - shifter;
@@ -178,16 +260,12 @@ BMF_ALWAYS_INLINE bmf_vf bmf_vf_exp(bmf_vf x)
     p = p * r + 0.5f;
     p = p * r + 1.0f;
     p = p * r + 1.0f;
-    bmf_vfi n1 = ni >> 1, n2 = ni - n1;  /* 2^n = 2^n1 * 2^n2, each in range */
-    bmf_vf s1 = (bmf_vf)((bmf_vfu)(n1 + 127) << 23);
-    bmf_vf s2 = (bmf_vf)((bmf_vfu)(n2 + 127) << 23);
-    return p * s1 * s2;
+    return bmf_vf_times_2n(p, n, ni);
 }
 
 BMF_ALWAYS_INLINE bmf_vd bmf_vd_exp(bmf_vd x)
 {
-    x = bmf_vd_select(x > 710.0, bmf_vd_set1(710.0), x);
-    x = bmf_vd_select(x < -746.0, bmf_vd_set1(-746.0), x);
+    x = bmf_vd_clamp(x, -746.0, 710.0);
     const double shifter = 6755399441055744.0; /* 1.5 * 2^52 */
     bmf_vd t = x * 1.4426950408889634074 + shifter;
     bmf_vd n = t - shifter;
@@ -200,10 +278,7 @@ BMF_ALWAYS_INLINE bmf_vd bmf_vd_exp(bmf_vd x)
         1.0 / 39916800, 1.0 / 479001600, 1.0 / 6227020800.0};
     bmf_vd p = bmf_vd_set1(inv_fact[13]);
     for (int k = 12; k >= 0; k--) p = p * r + inv_fact[k];
-    bmf_vdi n1 = ni >> 1, n2 = ni - n1;
-    bmf_vd s1 = (bmf_vd)((bmf_vdu)(n1 + 1023) << 52);
-    bmf_vd s2 = (bmf_vd)((bmf_vdu)(n2 + 1023) << 52);
-    return p * s1 * s2;
+    return bmf_vd_times_2n(p, n, ni);
 }
 
 /* ---- tanh --------------------------------------------------------------- */
