@@ -1,29 +1,33 @@
 /* attention_impl.h: exact softmax attention, flash-attention style.
  * A template: kernels_impl.h includes it once per (ISA, REAL).
  *
- * K is packed once per call (transposed into GEMM panels, one BMF_ATT_BK-key
- * tile after another) when there are enough query rows to repay it; with few
- * query rows (decoding) scores are dot products over K read in place.
- * Work item = (batch, head, block of BMF_ATT_BQ query rows, key chunk).  For
- * each item the keys are streamed in tiles of BMF_ATT_BK: S = Q K^T comes from
- * the shared GEMM tile (or the dot products), then
- * scale, mask and causality are applied inside the tile, the running max and
- * sum of each row are updated (online softmax), the output accumulator is
- * rescaled and P V is added.  The Lq x Lk score matrix never exists; each
- * thread holds one tile of S (and of V when Dv is not a multiple of VL) and
- * its output block; the packed K is about the size of K.  Work items are
- * handed out dynamically (bmf_next_item): each writes only its own rows or
- * partial slot, so who computes it does not change a bit.
+ * Two ways through, chosen by the number of query rows:
+ *  - Tiled (Lq >= BMF_ATT_TILED_MIN_Q): K is packed once per call into GEMM
+ *    panels and V into contiguous zero-padded rows (in place one head's rows
+ *    are B*E elements apart, a stride at which they share a few cache sets).
+ *    Work item = (batch, head, block of BMF_ATT_BQ query rows, key chunk).
+ *    For each item the keys are streamed in tiles of BMF_ATT_BK: S = Q K^T
+ *    and O += P V come from the shared GEMM tile.
+ *  - Key-major (decoding: a few query rows, long Lk): nothing is packed;
+ *    work item = (group of (batch, head) pairs, key chunk), and each key row
+ *    of K and of V is read once, as one contiguous segment holding all the
+ *    group's heads, in key order: a stream the memory system can keep up
+ *    with, where reading one head at a time jumps B*E elements per key.
+ * Both apply scale, mask and causality inside the tile and update each
+ * row's running max and sum (online softmax, att_row_softmax), rescaling
+ * the output accumulator.  The Lq x Lk score matrix never exists.  Work items
+ * are handed out dynamically (bmf_next_item): each writes only its own rows
+ * or partial slot, so who computes it does not change a bit.
  *
  * Masks (additive, or boolean bytes read in place) and causality REMOVE keys:
  * a removed key's score is -inf whatever its K (even NaN), and a V tile with a
  * non-finite value takes a path that skips removed keys, so a NaN reaches
  * exactly the rows that attend it.  Key tiles that causality rules out end the
- * loop; tiles the mask removes entirely are skipped.  When there are too few (batch, head, query block)
- * items to keep many threads busy (decoding: few query rows, long Lk), the keys
- * are also split into chunks whose partial (max, sum, output) are merged in
- * chunk order.  Chunking depends on the shape only, never on the thread
- * count, so results are bitwise identical for every n_threads.
+ * loop; tiles the mask removes entirely are skipped.  When there are too few
+ * items to keep many threads busy, the keys are split into chunks whose
+ * partial (max, sum, output) are merged in chunk order.  Chunking depends on
+ * the shape only, never on the thread count, so results are bitwise
+ * identical for every n_threads.
  *
  * A row with no key left (all masked, causal above the diagonal, Lk = 0)
  * gives zeros; a NaN in a row's scores gives NaN in that row only.
@@ -39,12 +43,13 @@ typedef struct {
     REAL scale;
     REAL *out;
     size_t n_qblocks, n_chunks, chunk_keys, rows_per_item, Dv_pad;
-    int pack_v;
-    REAL *partials;      /* per item: m[rows], l[rows], O[rows][Dv_pad] */
-    REAL *K_packed;      /* NULL, or per (batch, head) Lk_pad x Dk: BK-key tiles of panels */
-    REAL *V_packed;      /* with K_packed: per (batch, head) Lk x Dv_pad, rows contiguous */
+    int key_major;
+    size_t group_bh, n_groups; /* key-major: (batch, head) pairs per item */
+    REAL *partials;      /* per (batch, head, query block, chunk): m[rows], l[rows], O[rows][Dv_pad] */
+    REAL *K_packed;      /* tiled: per (batch, head) Lk_pad x Dk, BK-key tiles of panels */
+    REAL *V_packed;      /* tiled: per (batch, head) Lk x Dv_pad, rows contiguous */
     size_t Lk_pad;       /* Lk rounded up to VL */
-    unsigned char *v_tile_finite; /* with K_packed: per (batch, head, key tile) */
+    unsigned char *v_tile_finite; /* tiled: per (batch, head, key tile) */
     size_t n_ktiles;
     char *scratch;
     size_t scratch_bytes; /* per thread */
@@ -69,186 +74,289 @@ static int KFN(att_tile_masked)(const KFN(att_ctx) *c, const REAL *mask_bh,
 
 static REAL KFN(att_exp1)(REAL x) { return V(exp)(V(set1)(x))[0]; }
 
-/* Rows of one (batch, head) are B*E elements apart, beyond what hardware
- * prefetchers follow across pages: fetch a row this many ahead. */
-#define BMF_ATT_PREFETCH_ROWS 16
-static inline void KFN(att_prefetch_row)(const REAL *row, size_t d)
+/* Key rows of one head group are B*E elements apart, past what hardware
+ * prefetchers follow across pages: fetch the segment this many rows ahead. */
+#define BMF_ATT_PREFETCH_ROWS 4
+/* Key-major P.V: keys per block (each O vector loaded and stored once). */
+#define BMF_ATT_PV_KEYS 4
+static inline void KFN(att_prefetch)(const REAL *p, size_t n)
 {
-    for (size_t j = 0; j < d; j += 64 / sizeof(REAL)) __builtin_prefetch(row + j);
+    for (size_t j = 0; j < n; j += 64 / sizeof(REAL)) __builtin_prefetch(p + j);
 }
 
 /* True when rows [0, n) x columns [0, d) of A (row stride ld) are all finite:
- * x - x is 0 for a number and NaN for NaN or +-inf. */
+ * x - x is 0 for a number and NaN for NaN or +-inf.  Four accumulators, so
+ * that the additions do not wait on each other. */
 static int KFN(att_rows_finite)(const REAL *A, size_t ld, size_t n, size_t d)
 {
-    VEC acc = V(set1)(0);
-    size_t d_vec = d / VL * VL;
+    VEC acc[4] = {V(set1)(0), V(set1)(0), V(set1)(0), V(set1)(0)};
+    size_t d_vec = d / VL * VL, d_vec4 = d / (4 * VL) * (4 * VL);
     for (size_t i = 0; i < n; i++) {
         const REAL *row = A + i * ld;
-        if (i + BMF_ATT_PREFETCH_ROWS < n) /* in bounds: no pointer past the array */
-            KFN(att_prefetch_row)(A + (i + BMF_ATT_PREFETCH_ROWS) * ld, d);
-        for (size_t j = 0; j < d_vec; j += VL) {
+        size_t j = 0;
+        for (; j < d_vec4; j += 4 * VL)
+            for (int u = 0; u < 4; u++) {
+                VEC v = V(load)(row + j + (size_t)u * VL);
+                acc[u] += v - v;
+            }
+        for (; j < d_vec; j += VL) {
             VEC v = V(load)(row + j);
-            acc += v - v;
+            acc[0] += v - v;
         }
-        for (size_t j = d_vec; j < d; j++)
+        for (; j < d; j++)
             if (!isfinite(row[j])) return 0;
     }
-    return V(hsum)(acc) == 0;
+    return V(hsum)((acc[0] + acc[1]) + (acc[2] + acc[3])) == 0;
 }
 
-/* Runs one work item; leaves the unnormalised output in O and the row max
- * and sum in m and l. */
+/* The causal limit: keys j0 + col with col >= the result are removed for
+ * query row i (row i sees keys j <= i + Lk - Lq). */
+static size_t KFN(att_keys_ok)(const KFN(att_ctx) *c, size_t i, size_t j0, size_t nk)
+{
+    if (!c->causal) return nk;
+    ptrdiff_t lim = (ptrdiff_t)i + ((ptrdiff_t)c->Lk - (ptrdiff_t)c->Lq) - (ptrdiff_t)j0 + 1;
+    return lim <= 0 ? 0 : ((size_t)lim < nk ? (size_t)lim : nk);
+}
+
+/* The end of the keys any of query rows [0, i_end) sees, at most k1. */
+static size_t KFN(att_causal_end)(const KFN(att_ctx) *c, size_t i_end, size_t k1)
+{
+    if (!c->causal) return k1;
+    ptrdiff_t last = (ptrdiff_t)i_end - 1 + ((ptrdiff_t)c->Lk - (ptrdiff_t)c->Lq);
+    size_t stop = last < 0 ? 0 : (size_t)last + 1;
+    return stop < k1 ? stop : k1;
+}
+
+/* One query row's step of the online softmax over a tile of nk keys.  s
+ * holds the row's raw scores, defined up to nk rounded up to VL; keys at
+ * col >= n_ok are removed (causality), and so are those the mask row (mrow
+ * additive or brow boolean, NULL for none; first key of the tile) removes.
+ * Applies the scale, updates the row's max m and sum l, rescales its output
+ * accumulator o (Dv_pad wide) and leaves P = exp(score - m) in s, with
+ * removed keys marked -0.0 when mark_removed (for a P.V that must skip them). */
+static void KFN(att_row_softmax)(const KFN(att_ctx) *c, REAL *s, size_t nk, size_t n_ok,
+                                 const REAL *mrow, const unsigned char *brow,
+                                 int mark_removed, REAL *m, REAL *l, REAL *o)
+{
+    const VEC iota = V(iota)(), scale = V(set1)(c->scale), neg_zero = V(set1)(-(REAL)0);
+    size_t width = (nk + VL - 1) / VL * VL;
+    VEC vmax = V(set1)(-(REAL)INFINITY);
+    for (size_t col = 0; col < width; col += VL) {
+        VEC sv = V(load)(s + col) * scale;
+        if (mrow) {
+            VEC mv;
+            if (c->ms[3] == 1) {
+                mv = V(load_partial)(mrow + col, nk > col ? nk - col : 0);
+            } else {
+                mv = V(set1)(0);
+                for (size_t j = col; j < col + VL && j < nk; j++)
+                    mv[j - col] = mrow[(ptrdiff_t)j * c->ms[3]];
+            }
+            /* -inf removes the key whatever its score (even NaN) */
+            sv = V(select)(mv == -(REAL)INFINITY, mv, sv + mv);
+        } else if (brow) {
+            VI removed;
+            if (c->ms[3] == 1) {
+                removed = V(removed_bytes)(brow + col, nk > col ? nk - col : 0);
+            } else {
+                removed = (VI){0} == 0; /* all removed; kept lanes cleared below */
+                for (size_t j = col; j < col + VL && j < nk; j++)
+                    removed[j - col] = brow[(ptrdiff_t)j * c->ms[3]] ? 0 : -1;
+            }
+            sv = V(select)(removed, V(set1)(-(REAL)INFINITY), sv);
+        }
+        if (col + VL > n_ok) /* past the tile's keys or the causal limit */
+            sv = V(select)(iota + (REAL)col >= (REAL)n_ok, V(set1)(-(REAL)INFINITY), sv);
+        V(store)(s + col, sv);
+        vmax = V(max)(vmax, sv);
+    }
+    REAL m_new = V(hmax)(vmax);
+    if (*m > m_new) m_new = *m;
+    /* exp(-inf - -inf) would be NaN: a row with nothing yet uses 0. */
+    REAL m_use = m_new == -(REAL)INFINITY ? 0 : m_new;
+    VEC mu = V(set1)(m_use), vsum = V(set1)(0);
+    for (size_t col = 0; col < width; col += VL) {
+        VEC sv = V(load)(s + col), p = V(exp)(sv - mu);
+        vsum += p;
+        /* exp gives +0.0 for a removed key; -0.0 marks it */
+        if (mark_removed) p = V(select)(sv == -(REAL)INFINITY, neg_zero, p);
+        V(store)(s + col, p);
+    }
+    REAL alpha = KFN(att_exp1)(*m - m_use);
+    *l = *l * alpha + V(hsum)(vsum);
+    *m = m_new;
+    if (alpha != 1)
+        for (size_t d = 0; d < c->Dv_pad; d += VL) V(store)(o + d, V(load)(o + d) * alpha);
+}
+
+/* The mask's rows for (batch, head) bh: additive or boolean, NULL if none. */
+static void KFN(att_mask_bh)(const KFN(att_ctx) *c, size_t bh, const REAL **mask_bh,
+                             const unsigned char **bool_bh)
+{
+    ptrdiff_t at = (ptrdiff_t)(bh / c->heads) * c->ms[0] + (ptrdiff_t)(bh % c->heads) * c->ms[1];
+    *mask_bh = c->mask ? c->mask + at : NULL;
+    *bool_bh = c->bool_mask ? c->bool_mask + at : NULL;
+}
+
+/* Tiled path: runs one work item; leaves the unnormalised output in O and
+ * the row max and sum in m and l. */
 static void KFN(att_item)(const KFN(att_ctx) *c, size_t item, REAL *m, REAL *l,
                           REAL *O, REAL *scratch)
 {
     const size_t BK = BMF_ATT_BK, Dv_pad = c->Dv_pad;
     size_t chunk = item % c->n_chunks, rest = item / c->n_chunks;
     size_t qb = rest % c->n_qblocks, bh = rest / c->n_qblocks;
-    size_t b = bh / c->heads, h = bh % c->heads;
     size_t i0 = qb * BMF_ATT_BQ;
     size_t nq = c->Lq - i0 < BMF_ATT_BQ ? c->Lq - i0 : BMF_ATT_BQ;
     size_t k0 = chunk * c->chunk_keys;
-    size_t k1 = k0 + c->chunk_keys < c->Lk ? k0 + c->chunk_keys : c->Lk;
-    ptrdiff_t diag = (ptrdiff_t)c->Lk - (ptrdiff_t)c->Lq; /* row i sees j <= i + diag */
-    if (c->causal) {
-        ptrdiff_t last = (ptrdiff_t)(i0 + nq - 1) + diag; /* last key any row sees */
-        size_t stop = last < 0 ? 0 : (size_t)last + 1;
-        if (stop < k1) k1 = stop;
-    }
-    const REAL *Qb = c->Q + i0 * c->ld_q + b * c->heads * c->Dk + h * c->Dk;
-    const REAL *Kb = c->K + b * c->heads * c->Dk + h * c->Dk;
-    const REAL *Vb = c->V + b * c->heads * c->Dv + h * c->Dv;
-    ptrdiff_t mask_bh_at = (ptrdiff_t)b * c->ms[0] + (ptrdiff_t)h * c->ms[1];
-    const REAL *mask_bh = c->mask ? c->mask + mask_bh_at : NULL;
-    const unsigned char *bool_bh = c->bool_mask ? c->bool_mask + mask_bh_at : NULL;
+    size_t k1 = KFN(att_causal_end)(c, i0 + nq, k0 + c->chunk_keys < c->Lk ? k0 + c->chunk_keys : c->Lk);
+    const REAL *mask_bh;
+    const unsigned char *bool_bh;
+    KFN(att_mask_bh)(c, bh, &mask_bh, &bool_bh);
 
-    REAL *S = scratch;                        /* BQ x BK scores, then P */
-    REAL *Vp = S + BMF_ATT_BQ * BK;           /* BK x Dv_pad when packing V per tile */
-    size_t q_ld = c->ld_q;
-    if (c->K_packed) { /* the block's Q rows, contiguous: in place they may be
-                        * 4 KiB apart and evict each other from L1 */
-        REAL *Qp = S + BMF_ATT_BQ * BK;
-        for (size_t r = 0; r < nq; r++) memcpy(Qp + r * c->Dk, Qb + r * c->ld_q, c->Dk * sizeof(REAL));
-        Qb = Qp;
-        q_ld = c->Dk;
-    }
-
+    REAL *S = scratch;            /* BQ x BK scores, then P */
+    REAL *Qb = S + BMF_ATT_BQ * BK; /* the block's Q rows, contiguous: in place they
+                                     * may be 4 KiB apart and evict each other from L1 */
+    for (size_t r = 0; r < nq; r++)
+        memcpy(Qb + r * c->Dk, c->Q + (i0 + r) * c->ld_q + bh * c->Dk, c->Dk * sizeof(REAL));
     for (size_t r = 0; r < nq; r++) { m[r] = -(REAL)INFINITY; l[r] = 0; }
     memset(O, 0, nq * Dv_pad * sizeof(REAL));
-    const VEC iota = V(iota)();
 
     for (size_t j0 = k0; j0 < k1; j0 += BK) {
         size_t nk = k1 - j0 < BK ? k1 - j0 : BK;
-        size_t nk_panels = (nk + VL - 1) / VL, width = nk_panels * VL;
+        size_t nk_panels = (nk + VL - 1) / VL;
         if ((mask_bh || bool_bh) && KFN(att_tile_masked)(c, mask_bh, bool_bh, i0, nq, j0, nk))
             continue;
-        if (c->K_packed) {
-            const REAL *Kp = c->K_packed + (bh * c->Lk_pad + j0) * c->Dk;
-            size_t tile_keys = c->Lk - j0 < BK ? c->Lk - j0 : BK; /* as packed */
-            KFN(gemm_block)(0, nq, 0, nk_panels, (tile_keys + VL - 1) / VL, BMF_NV,
-                            c->Dk, Qb, q_ld, Kp, 0,
-                            S, BK, width, BMF_INIT_ZERO, NULL, 0);
-        } else { /* few query rows: dot products, K read in place */
-            for (size_t r = 0; r < nq; r++)
-                for (size_t j = 0; j < nk; j++) {
-                    const REAL *q = Qb + r * c->ld_q, *k = Kb + (j0 + j) * c->ld_q;
-                    if (r == 0 && j + BMF_ATT_PREFETCH_ROWS < nk)
-                        KFN(att_prefetch_row)(k + BMF_ATT_PREFETCH_ROWS * c->ld_q, c->Dk);
-                    VEC acc = V(set1)(0);
-                    for (size_t d = 0; d < c->Dk; d += VL)
-                        acc += V(load_partial)(q + d, c->Dk - d) * V(load_partial)(k + d, c->Dk - d);
-                    S[r * BK + j] = V(hsum)(acc);
-                }
-            for (size_t r = 0; r < nq; r++) /* defined lanes past nk (set to -inf below) */
-                for (size_t j = nk; j < width; j++) S[r * BK + j] = 0;
-        }
-        /* V rows: packed contiguous (Dv_pad apart), or in place (ld_v apart) */
-        const REAL *Vt = c->V_packed ? c->V_packed + (bh * c->Lk + j0) * Dv_pad : Vb + j0 * c->ld_v;
-        size_t v_ld = c->V_packed ? Dv_pad : c->ld_v;
-        int v_finite = c->v_tile_finite ? c->v_tile_finite[bh * c->n_ktiles + j0 / BK]
-                                        : KFN(att_rows_finite)(Vt, c->ld_v, nk, c->Dv);
-        const VEC scale = V(set1)(c->scale), neg_zero = V(set1)(-(REAL)0);
+        const REAL *Kp = c->K_packed + (bh * c->Lk_pad + j0) * c->Dk;
+        size_t tile_keys = c->Lk - j0 < BK ? c->Lk - j0 : BK; /* as packed */
+        KFN(gemm_block)(0, nq, 0, nk_panels, (tile_keys + VL - 1) / VL, BMF_NV,
+                        c->Dk, Qb, c->Dk, Kp, 0, S, BK, nk_panels * VL, BMF_INIT_ZERO, NULL, 0);
+        const REAL *Vt = c->V_packed + (bh * c->Lk + j0) * Dv_pad;
+        int v_finite = c->v_tile_finite[bh * c->n_ktiles + j0 / BK];
         for (size_t r = 0; r < nq; r++) {
-            REAL *s = S + r * BK;
-            /* keys j0 + col with col >= n_ok are out of the tile or causal */
-            size_t n_ok = nk;
-            if (c->causal) {
-                ptrdiff_t lim = (ptrdiff_t)(i0 + r) + diag - (ptrdiff_t)j0 + 1;
-                n_ok = lim <= 0 ? 0 : ((size_t)lim < nk ? (size_t)lim : nk);
-            }
             ptrdiff_t row_at = (ptrdiff_t)(i0 + r) * c->ms[2] + (ptrdiff_t)j0 * c->ms[3];
-            const REAL *mrow = mask_bh ? mask_bh + row_at : NULL;
-            const unsigned char *brow = bool_bh ? bool_bh + row_at : NULL;
-            VEC vmax = V(set1)(-(REAL)INFINITY);
-            for (size_t col = 0; col < width; col += VL) {
-                VEC sv = V(load)(s + col) * scale;
-                if (mrow) {
-                    VEC mv;
-                    if (c->ms[3] == 1) {
-                        mv = V(load_partial)(mrow + col, nk > col ? nk - col : 0);
-                    } else {
-                        mv = V(set1)(0);
-                        for (size_t j = col; j < col + VL && j < nk; j++)
-                            mv[j - col] = mrow[(ptrdiff_t)j * c->ms[3]];
-                    }
-                    /* -inf removes the key whatever its score (even NaN) */
-                    sv = V(select)(mv == -(REAL)INFINITY, mv, sv + mv);
-                } else if (brow) {
-                    VI removed;
-                    if (c->ms[3] == 1) {
-                        removed = V(removed_bytes)(brow + col, nk > col ? nk - col : 0);
-                    } else {
-                        removed = (VI){0} == 0; /* all removed; kept lanes cleared below */
-                        for (size_t j = col; j < col + VL && j < nk; j++)
-                            removed[j - col] = brow[(ptrdiff_t)j * c->ms[3]] ? 0 : -1;
-                    }
-                    sv = V(select)(removed, V(set1)(-(REAL)INFINITY), sv);
-                }
-                if (col + VL > n_ok) /* past the tile's keys or the causal limit */
-                    sv = V(select)(iota + (REAL)col >= (REAL)n_ok,
-                                   V(set1)(-(REAL)INFINITY), sv);
-                V(store)(s + col, sv);
-                vmax = V(max)(vmax, sv);
-            }
-            REAL m_new = V(hmax)(vmax);
-            if (m[r] > m_new) m_new = m[r];
-            /* exp(-inf - -inf) would be NaN: a row with nothing yet uses 0. */
-            REAL m_use = m_new == -(REAL)INFINITY ? 0 : m_new;
-            VEC mu = V(set1)(m_use), vsum = V(set1)(0);
-            for (size_t col = 0; col < width; col += VL) {
-                VEC sv = V(load)(s + col), p = V(exp)(sv - mu);
-                vsum += p;
-                /* Mark removed keys with -0.0 (exp gives +0.0) for the P.V
-                 * path that must not multiply them with a NaN in V. */
-                if (!v_finite) p = V(select)(sv == -(REAL)INFINITY, neg_zero, p);
-                V(store)(s + col, p);
-            }
-            REAL alpha = KFN(att_exp1)(m[r] - m_use);
-            l[r] = l[r] * alpha + V(hsum)(vsum);
-            m[r] = m_new;
-            if (alpha != 1) {
-                REAL *o = O + r * Dv_pad;
-                for (size_t d = 0; d < Dv_pad; d += VL)
-                    V(store)(o + d, V(load)(o + d) * alpha);
-            }
+            KFN(att_row_softmax)(c, S + r * BK, nk, KFN(att_keys_ok)(c, i0 + r, j0, nk),
+                                 mask_bh ? mask_bh + row_at : NULL,
+                                 bool_bh ? bool_bh + row_at : NULL, !v_finite,
+                                 m + r, l + r, O + r * Dv_pad);
         }
-        size_t dv_panels = Dv_pad / VL, group = KFN(gemm_group)(nq);
         if (!v_finite) { /* rare: skip removed keys so their NaN/inf stays out */
             for (size_t r = 0; r < nq; r++)
                 for (size_t j = 0; j < nk; j++) {
                     REAL p = S[r * BK + j];
                     if (signbit(p)) continue;
-                    for (size_t d = 0; d < c->Dv; d++)
-                        O[r * Dv_pad + d] += p * Vt[j * v_ld + d];
+                    for (size_t d = 0; d < c->Dv; d++) O[r * Dv_pad + d] += p * Vt[j * Dv_pad + d];
                 }
-        } else if (c->pack_v && !c->V_packed) { /* Dv not a multiple of VL: zero-padded panels */
-            KFN(pack_panels)(Vt, c->ld_v, c->Dv, nk, 0, dv_panels, group, 0, Vp);
-            KFN(gemm_block)(0, nq, 0, dv_panels, dv_panels, group, nk, S, BK, Vp, 0, O, Dv_pad,
-                            Dv_pad, BMF_INIT_C, NULL, 0);
         } else {
-            KFN(gemm_block)(0, nq, 0, dv_panels, dv_panels, group, nk, S, BK, Vt, v_ld, O,
-                            Dv_pad, Dv_pad, BMF_INIT_C, NULL, 0);
+            size_t dv_panels = Dv_pad / VL;
+            KFN(gemm_block)(0, nq, 0, dv_panels, dv_panels, KFN(gemm_group)(nq), nk, S, BK, Vt,
+                            Dv_pad, O, Dv_pad, Dv_pad, BMF_INIT_C, NULL, 0);
+        }
+    }
+}
+
+/* Key-major path: one item = the (batch, head) pairs [bh0, bh1) and the keys
+ * of one chunk, for all Lq query rows; its m, l and O go to the partials of
+ * (pair, chunk).  S holds group_bh * Lq rows of BMF_ATT_BK_KM scores. */
+static void KFN(att_item_key_major)(const KFN(att_ctx) *c, size_t item, REAL *S)
+{
+    const size_t BK = BMF_ATT_BK_KM, nq = c->Lq, Dk = c->Dk, Dv = c->Dv, Dv_pad = c->Dv_pad;
+    size_t chunk = item % c->n_chunks, grp = item / c->n_chunks;
+    size_t n_bh = c->B * c->heads, bh0 = grp * c->group_bh;
+    size_t ng = n_bh - bh0 < c->group_bh ? n_bh - bh0 : c->group_bh;
+    size_t k0 = chunk * c->chunk_keys;
+    size_t k1 = KFN(att_causal_end)(c, nq, k0 + c->chunk_keys < c->Lk ? k0 + c->chunk_keys : c->Lk);
+    size_t part_len = nq * (2 + Dv_pad);
+    /* Pair bh's rows start at bh * D within a key row: the group's segment
+     * of key j is contiguous. */
+    const REAL *Qg = c->Q + bh0 * Dk, *Kg = c->K + bh0 * Dk, *Vg = c->V + bh0 * Dv;
+    unsigned char skip[BMF_ATT_GROUP_MAX];
+    VEC *acc_buf = (VEC *)(S + c->group_bh * nq * BK); /* group_bh * nq * VL vectors */
+    for (size_t g = 0; g < ng; g++) {
+        REAL *m = c->partials + ((bh0 + g) * c->n_chunks + chunk) * part_len;
+        for (size_t r = 0; r < nq; r++) { m[r] = -(REAL)INFINITY; m[nq + r] = 0; }
+        memset(m + 2 * nq, 0, nq * Dv_pad * sizeof(REAL));
+    }
+    for (size_t j0 = k0; j0 < k1; j0 += BK) {
+        size_t nk = k1 - j0 < BK ? k1 - j0 : BK, width = (nk + VL - 1) / VL * VL;
+        int any = 0;
+        for (size_t g = 0; g < ng; g++) {
+            const REAL *mask_bh;
+            const unsigned char *bool_bh;
+            KFN(att_mask_bh)(c, bh0 + g, &mask_bh, &bool_bh);
+            skip[g] = (mask_bh || bool_bh) && KFN(att_tile_masked)(c, mask_bh, bool_bh, 0, nq, j0, nk);
+            any |= !skip[g];
+        }
+        if (!any) continue;
+        /* Scores S[(g * nq + r) * BK + j] = q(r, g) . k(j, g), in key order;
+         * each dot leaves a vector of partial sums in acc, and a block of VL
+         * keys is reduced at once. */
+        for (size_t jb = 0; jb < nk; jb += VL) {
+            for (size_t jj = 0; jj < VL; jj++) {
+                size_t j = jb + jj;
+                const REAL *krow = Kg + (j0 + j) * c->ld_q;
+                if (j < nk && j0 + j + BMF_ATT_PREFETCH_ROWS < k1)
+                    KFN(att_prefetch)(krow + BMF_ATT_PREFETCH_ROWS * c->ld_q, ng * Dk);
+                for (size_t g = 0; g < ng; g++) {
+                    if (skip[g]) continue;
+                    for (size_t r = 0; r < nq; r++) {
+                        VEC acc = V(set1)(0);
+                        if (j < nk) {
+                            const REAL *q = Qg + r * c->ld_q + g * Dk, *k = krow + g * Dk;
+                            for (size_t d = 0; d < Dk; d += VL)
+                                acc += V(load_partial)(q + d, Dk - d) * V(load_partial)(k + d, Dk - d);
+                        }
+                        acc_buf[(g * nq + r) * VL + jj] = acc;
+                    }
+                }
+            }
+            for (size_t g = 0; g < ng; g++)
+                if (!skip[g])
+                    for (size_t r = 0; r < nq; r++)
+                        V(store)(S + (g * nq + r) * BK + jb, V(hsum_lanes)(acc_buf + (g * nq + r) * VL));
+        }
+        int v_finite = KFN(att_rows_finite)(Vg + j0 * c->ld_v, c->ld_v, nk, ng * Dv);
+        for (size_t g = 0; g < ng; g++) {
+            if (skip[g]) continue;
+            const REAL *mask_bh;
+            const unsigned char *bool_bh;
+            KFN(att_mask_bh)(c, bh0 + g, &mask_bh, &bool_bh);
+            REAL *m = c->partials + ((bh0 + g) * c->n_chunks + chunk) * part_len;
+            for (size_t r = 0; r < nq; r++) {
+                REAL *s = S + (g * nq + r) * BK;
+                for (size_t j = nk; j < width; j++) s[j] = 0; /* defined lanes */
+                ptrdiff_t row_at = (ptrdiff_t)r * c->ms[2] + (ptrdiff_t)j0 * c->ms[3];
+                KFN(att_row_softmax)(c, s, nk, KFN(att_keys_ok)(c, r, j0, nk),
+                                     mask_bh ? mask_bh + row_at : NULL,
+                                     bool_bh ? bool_bh + row_at : NULL, !v_finite,
+                                     m + r, m + nq + r, m + 2 * nq + r * Dv_pad);
+            }
+        }
+        /* O += P V in key order, BMF_ATT_PV_KEYS keys at a time so that each
+         * vector of O is loaded and stored once per block. */
+        for (size_t jb = 0; jb < nk; jb += BMF_ATT_PV_KEYS) {
+            size_t nb = nk - jb < BMF_ATT_PV_KEYS ? nk - jb : BMF_ATT_PV_KEYS;
+            const REAL *vrow = Vg + (j0 + jb) * c->ld_v;
+            for (size_t jj = 0; jj < nb && j0 + jb + jj + BMF_ATT_PREFETCH_ROWS < k1; jj++)
+                KFN(att_prefetch)(vrow + (jj + BMF_ATT_PREFETCH_ROWS) * c->ld_v, ng * Dv);
+            for (size_t g = 0; g < ng; g++) {
+                if (skip[g]) continue;
+                REAL *O = c->partials + ((bh0 + g) * c->n_chunks + chunk) * part_len + 2 * nq;
+                for (size_t r = 0; r < nq; r++) {
+                    REAL p[BMF_ATT_PV_KEYS];
+                    for (size_t jj = 0; jj < BMF_ATT_PV_KEYS; jj++)
+                        p[jj] = jj < nb ? S[(g * nq + r) * BK + jb + jj] : 0;
+                    REAL *o = O + r * Dv_pad;
+                    for (size_t d = 0; d < Dv; d += VL) {
+                        VEC acc = V(load)(o + d);
+                        for (size_t jj = 0; jj < nb; jj++) {
+                            if (!v_finite && signbit(p[jj])) continue; /* removed: keep V's NaN out */
+                            acc += V(set1)(p[jj]) * V(load_partial)(vrow + jj * c->ld_v + g * Dv + d, Dv - d);
+                        }
+                        V(store)(o + d, acc);
+                    }
+                }
+            }
         }
     }
 }
@@ -271,9 +379,9 @@ static void KFN(att_body)(void *arg, int tid, int nt)
     KFN(att_ctx) *c = arg;
     REAL *scratch = (REAL *)(c->scratch + (size_t)tid * c->scratch_bytes);
     size_t rows = c->rows_per_item, n_blocks = c->B * c->heads * c->n_qblocks;
-    size_t n_items = n_blocks * c->n_chunks;
+    size_t n_items = c->key_major ? c->n_groups * c->n_chunks : n_blocks * c->n_chunks;
     size_t part_len = rows * (2 + c->Dv_pad);
-    if (c->K_packed) { /* pack K once: units of (batch, head, key tile) */
+    if (!c->key_major) { /* pack K and V once: units of (batch, head, key tile) */
         for (size_t u; (u = bmf_next_item(&c->next_pack)) < c->B * c->heads * c->n_ktiles;) {
             size_t bh = u / c->n_ktiles, j0 = (u % c->n_ktiles) * BMF_ATT_BK;
             size_t nk = c->Lk - j0 < BMF_ATT_BK ? c->Lk - j0 : BMF_ATT_BK;
@@ -293,7 +401,9 @@ static void KFN(att_body)(void *arg, int tid, int nt)
     /* Handed out dynamically: balances causal work (heavier for late query
      * blocks) and threads slowed by other processes. */
     for (size_t item; (item = bmf_next_item(&c->next_item)) < n_items;) {
-        if (c->n_chunks == 1) {
+        if (c->key_major) {
+            KFN(att_item_key_major)(c, item, scratch);
+        } else if (c->n_chunks == 1) {
             REAL *m = scratch, *l = m + rows, *O = l + rows;
             KFN(att_item)(c, item, m, l, O, O + rows * c->Dv_pad);
             KFN(att_write_rows)(c, item / c->n_qblocks, item % c->n_qblocks, l, O);
@@ -302,12 +412,12 @@ static void KFN(att_body)(void *arg, int tid, int nt)
             KFN(att_item)(c, item, m, l, O, scratch + part_len);
         }
     }
-    if (c->n_chunks == 1) return;
+    if (!c->key_major && c->n_chunks == 1) return;
     bmf_barrier(nt);
     /* Merge the chunks of each (batch, head, query block) in chunk order. */
     for (size_t blk; (blk = bmf_next_item(&c->next_merge)) < n_blocks;) {
         size_t i0 = blk % c->n_qblocks * BMF_ATT_BQ;
-        size_t nq = c->Lq - i0 < BMF_ATT_BQ ? c->Lq - i0 : BMF_ATT_BQ; /* rows att_item set */
+        size_t nq = c->Lq - i0 < BMF_ATT_BQ ? c->Lq - i0 : BMF_ATT_BQ; /* rows the items set */
         REAL *M = scratch, *L = M + rows, *O = L + rows;
         for (size_t r = 0; r < nq; r++) { M[r] = -(REAL)INFINITY; L[r] = 0; }
         memset(O, 0, nq * c->Dv_pad * sizeof(REAL));
@@ -330,13 +440,29 @@ static void KFN(att_body)(void *arg, int tid, int nt)
     }
 }
 
-/* Below this many (batch, head, query block) items the keys are split. */
+/* Below this many work items the keys are split into chunks. */
 #define BMF_ATT_SPLIT_ITEMS 64
-#define BMF_ATT_MIN_CHUNK 512
+#define BMF_ATT_MIN_CHUNK 512    /* tiled */
+#define BMF_ATT_MIN_CHUNK_KM 256 /* key-major */
 /* Less work than this per thread does not repay a thread's start. */
 #define BMF_ATT_MIN_MACS_PER_THREAD 1048576
-/* From this many query rows on, packing K once pays for itself. */
-#define BMF_ATT_PACK_MIN_Q 8
+/* From this many query rows on, packing K and V once pays for itself. */
+#define BMF_ATT_TILED_MIN_Q 8
+/* Key-major: a group's key-row segment of about this many bytes streams well. */
+#define BMF_ATT_SEGMENT_BYTES 2048
+
+/* The number of chunks of at least min_chunk keys (rounded to tiles of bk)
+ * that gives about BMF_ATT_SPLIT_ITEMS items with n_units other items. */
+static void KFN(att_split_keys)(KFN(att_ctx) *c, size_t n_units, size_t min_chunk, size_t bk)
+{
+    c->n_chunks = 1;
+    c->chunk_keys = c->Lk ? c->Lk : 1;
+    if (n_units >= BMF_ATT_SPLIT_ITEMS || c->Lk < 2 * min_chunk) return;
+    size_t want = (BMF_ATT_SPLIT_ITEMS + n_units - 1) / n_units, most = c->Lk / min_chunk;
+    size_t n = want < most ? want : most;
+    c->chunk_keys = ((c->Lk + n - 1) / n + bk - 1) / bk * bk;
+    c->n_chunks = (c->Lk + c->chunk_keys - 1) / c->chunk_keys;
+}
 
 int KFN(attention)(size_t Lq, size_t Lk, size_t B, size_t heads, size_t Dk,
                    size_t Dv, const REAL *Q, const REAL *K, const REAL *Vm,
@@ -357,42 +483,41 @@ int KFN(attention)(size_t Lq, size_t Lk, size_t B, size_t heads, size_t Dk,
     c.n_qblocks = (Lq + BMF_ATT_BQ - 1) / BMF_ATT_BQ;
     c.rows_per_item = Lq < BMF_ATT_BQ ? Lq : BMF_ATT_BQ;
     c.Dv_pad = (Dv + VL - 1) / VL * VL;
-    c.pack_v = Dv % VL != 0;
-    size_t n_blocks = B * heads * c.n_qblocks;
-    c.n_chunks = 1;
-    c.chunk_keys = Lk ? Lk : 1;
-    if (n_blocks < BMF_ATT_SPLIT_ITEMS && Lk >= 2 * BMF_ATT_MIN_CHUNK) {
-        size_t want = (BMF_ATT_SPLIT_ITEMS + n_blocks - 1) / n_blocks;
-        size_t most = Lk / BMF_ATT_MIN_CHUNK;
-        size_t n = want < most ? want : most;
-        c.chunk_keys = (Lk + n - 1) / n;
-        c.chunk_keys = (c.chunk_keys + BMF_ATT_BK - 1) / BMF_ATT_BK * BMF_ATT_BK;
-        c.n_chunks = (Lk + c.chunk_keys - 1) / c.chunk_keys;
+    c.key_major = Lq < BMF_ATT_TILED_MIN_Q;
+    size_t n_bh = B * heads, n_blocks = n_bh * c.n_qblocks, n_items, tile;
+    if (c.key_major) { /* n_qblocks == 1, rows_per_item == Lq */
+        size_t d = Dk > Dv ? Dk : Dv;
+        c.group_bh = BMF_ATT_SEGMENT_BYTES / sizeof(REAL) / (d ? d : 1);
+        if (c.group_bh < 1) c.group_bh = 1;
+        if (c.group_bh > BMF_ATT_GROUP_MAX) c.group_bh = BMF_ATT_GROUP_MAX;
+        if (c.group_bh > n_bh) c.group_bh = n_bh;
+        c.n_groups = (n_bh + c.group_bh - 1) / c.group_bh;
+        KFN(att_split_keys)(&c, c.n_groups, BMF_ATT_MIN_CHUNK_KM, BMF_ATT_BK_KM);
+        n_items = c.n_groups * c.n_chunks;
+        tile = c.group_bh * Lq * (BMF_ATT_BK_KM + VL * VL); /* S, partial-sum vectors */
+    } else {
+        KFN(att_split_keys)(&c, n_blocks, BMF_ATT_MIN_CHUNK, BMF_ATT_BK);
+        n_items = n_blocks * c.n_chunks;
+        tile = BMF_ATT_BQ * BMF_ATT_BK + BMF_ATT_BQ * Dk; /* S, Q block */
     }
     size_t rows = c.rows_per_item, part_len = rows * (2 + c.Dv_pad);
-    size_t n_items = n_blocks * c.n_chunks;
-    /* With enough query rows K and V are packed once per call: K into GEMM
-     * panels, V into contiguous zero-padded rows (in place, one head's rows
-     * are B*E apart, a stride at which they all share a few cache sets). */
-    int pack_kv = Lq >= BMF_ATT_PACK_MIN_Q && Lk > 0 && Dk > 0;
-    size_t tile = BMF_ATT_BQ * BMF_ATT_BK + (pack_kv ? BMF_ATT_BQ * Dk                 /* Q block */
-                                             : c.pack_v ? BMF_ATT_BK * c.Dv_pad : 0); /* V tile */
     c.scratch_bytes = ((part_len + tile) * sizeof(REAL) + 63) / 64 * 64;
     /* Threads only where each gets enough work to repay its start. */
-    size_t macs = B * heads * Lq * (Lk ? Lk : 1) * (Dk + Dv);
+    size_t macs = n_bh * Lq * (Lk ? Lk : 1) * (Dk + Dv);
     size_t useful = macs / BMF_ATT_MIN_MACS_PER_THREAD + 1;
     int nt = bmf_threads_for(n_threads, useful < n_items ? useful : n_items);
+    int use_partials = c.key_major || c.n_chunks > 1;
     c.scratch = bmf_alloc((size_t)nt * c.scratch_bytes);
-    if (c.n_chunks > 1) c.partials = bmf_alloc(n_items * part_len * sizeof(REAL));
+    if (use_partials) c.partials = bmf_alloc(n_blocks * c.n_chunks * part_len * sizeof(REAL));
     c.n_ktiles = (Lk + BMF_ATT_BK - 1) / BMF_ATT_BK;
-    if (pack_kv) {
+    if (!c.key_major) {
         c.Lk_pad = (Lk + VL - 1) / VL * VL; /* about the size of K, not of whole tiles */
-        c.K_packed = bmf_alloc(B * heads * c.Lk_pad * Dk * sizeof(REAL));
-        c.V_packed = bmf_alloc(B * heads * Lk * c.Dv_pad * sizeof(REAL));
-        c.v_tile_finite = bmf_alloc(B * heads * c.n_ktiles);
+        c.K_packed = bmf_alloc(n_bh * c.Lk_pad * Dk * sizeof(REAL));
+        c.V_packed = bmf_alloc(n_bh * Lk * c.Dv_pad * sizeof(REAL));
+        c.v_tile_finite = bmf_alloc(n_bh * c.n_ktiles);
     }
-    if (!c.scratch || (c.n_chunks > 1 && !c.partials)
-        || (pack_kv && (!c.K_packed || !c.V_packed || !c.v_tile_finite))) {
+    if (!c.scratch || (use_partials && !c.partials)
+        || (!c.key_major && (!c.K_packed || !c.V_packed || !c.v_tile_finite))) {
         bmf_free(c.v_tile_finite);
         bmf_free(c.scratch);
         bmf_free(c.partials);

@@ -184,6 +184,130 @@ BMF_ALWAYS_INLINE float bmf_vf_hsum(bmf_vf v) { return bmf_vf4_hsum(v); }
 BMF_ALWAYS_INLINE double bmf_vd_hsum(bmf_vd v) { return bmf_vd2_hsum(v); }
 #endif
 
+/* hsum_lanes(v): lane j of the result = the sum of the lanes of v[j], for
+ * LANES vectors at once (v is overwritten).  Each step halves pairs of
+ * vectors into one: lo half + hi half of each block of lanes (the masks), so
+ * that about 3 operations per vector replace a whole reduction each.  The
+ * order of the additions is fixed: the same bits every call. */
+#if BMF_VEC_BYTES == 64
+BMF_ALWAYS_INLINE bmf_vf bmf_vf_hsum_lanes(bmf_vf *v)
+{
+    { /* 16 vectors -> 8 */
+        const bmf_vfi lo = {0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23};
+        const bmf_vfi hi = {8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31};
+        for (int k = 0; k < 8; k++)
+            v[k] = __builtin_shuffle(v[2 * k], v[2 * k + 1], lo) + __builtin_shuffle(v[2 * k], v[2 * k + 1], hi);
+    }
+    { /* 8 vectors -> 4 */
+        const bmf_vfi lo = {0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27};
+        const bmf_vfi hi = {4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31};
+        for (int k = 0; k < 4; k++)
+            v[k] = __builtin_shuffle(v[2 * k], v[2 * k + 1], lo) + __builtin_shuffle(v[2 * k], v[2 * k + 1], hi);
+    }
+    { /* 4 vectors -> 2 */
+        const bmf_vfi lo = {0, 1, 4, 5, 8, 9, 12, 13, 16, 17, 20, 21, 24, 25, 28, 29};
+        const bmf_vfi hi = {2, 3, 6, 7, 10, 11, 14, 15, 18, 19, 22, 23, 26, 27, 30, 31};
+        for (int k = 0; k < 2; k++)
+            v[k] = __builtin_shuffle(v[2 * k], v[2 * k + 1], lo) + __builtin_shuffle(v[2 * k], v[2 * k + 1], hi);
+    }
+    { /* 2 vectors -> 1 */
+        const bmf_vfi lo = {0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30};
+        const bmf_vfi hi = {1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31};
+        for (int k = 0; k < 1; k++)
+            v[k] = __builtin_shuffle(v[2 * k], v[2 * k + 1], lo) + __builtin_shuffle(v[2 * k], v[2 * k + 1], hi);
+    }
+    return v[0];
+}
+BMF_ALWAYS_INLINE bmf_vd bmf_vd_hsum_lanes(bmf_vd *v)
+{
+    { /* 8 vectors -> 4 */
+        const bmf_vdi lo = {0, 1, 2, 3, 8, 9, 10, 11};
+        const bmf_vdi hi = {4, 5, 6, 7, 12, 13, 14, 15};
+        for (int k = 0; k < 4; k++)
+            v[k] = __builtin_shuffle(v[2 * k], v[2 * k + 1], lo) + __builtin_shuffle(v[2 * k], v[2 * k + 1], hi);
+    }
+    { /* 4 vectors -> 2 */
+        const bmf_vdi lo = {0, 1, 4, 5, 8, 9, 12, 13};
+        const bmf_vdi hi = {2, 3, 6, 7, 10, 11, 14, 15};
+        for (int k = 0; k < 2; k++)
+            v[k] = __builtin_shuffle(v[2 * k], v[2 * k + 1], lo) + __builtin_shuffle(v[2 * k], v[2 * k + 1], hi);
+    }
+    { /* 2 vectors -> 1 */
+        const bmf_vdi lo = {0, 2, 4, 6, 8, 10, 12, 14};
+        const bmf_vdi hi = {1, 3, 5, 7, 9, 11, 13, 15};
+        for (int k = 0; k < 1; k++)
+            v[k] = __builtin_shuffle(v[2 * k], v[2 * k + 1], lo) + __builtin_shuffle(v[2 * k], v[2 * k + 1], hi);
+    }
+    return v[0];
+}
+#elif BMF_VEC_BYTES == 32
+BMF_ALWAYS_INLINE bmf_vf bmf_vf_hsum_lanes(bmf_vf *v)
+{
+    { /* 8 vectors -> 4 */
+        const bmf_vfi lo = {0, 1, 2, 3, 8, 9, 10, 11};
+        const bmf_vfi hi = {4, 5, 6, 7, 12, 13, 14, 15};
+        for (int k = 0; k < 4; k++)
+            v[k] = __builtin_shuffle(v[2 * k], v[2 * k + 1], lo) + __builtin_shuffle(v[2 * k], v[2 * k + 1], hi);
+    }
+    { /* 4 vectors -> 2 */
+        const bmf_vfi lo = {0, 1, 4, 5, 8, 9, 12, 13};
+        const bmf_vfi hi = {2, 3, 6, 7, 10, 11, 14, 15};
+        for (int k = 0; k < 2; k++)
+            v[k] = __builtin_shuffle(v[2 * k], v[2 * k + 1], lo) + __builtin_shuffle(v[2 * k], v[2 * k + 1], hi);
+    }
+    { /* 2 vectors -> 1 */
+        const bmf_vfi lo = {0, 2, 4, 6, 8, 10, 12, 14};
+        const bmf_vfi hi = {1, 3, 5, 7, 9, 11, 13, 15};
+        for (int k = 0; k < 1; k++)
+            v[k] = __builtin_shuffle(v[2 * k], v[2 * k + 1], lo) + __builtin_shuffle(v[2 * k], v[2 * k + 1], hi);
+    }
+    return v[0];
+}
+BMF_ALWAYS_INLINE bmf_vd bmf_vd_hsum_lanes(bmf_vd *v)
+{
+    { /* 4 vectors -> 2 */
+        const bmf_vdi lo = {0, 1, 4, 5};
+        const bmf_vdi hi = {2, 3, 6, 7};
+        for (int k = 0; k < 2; k++)
+            v[k] = __builtin_shuffle(v[2 * k], v[2 * k + 1], lo) + __builtin_shuffle(v[2 * k], v[2 * k + 1], hi);
+    }
+    { /* 2 vectors -> 1 */
+        const bmf_vdi lo = {0, 2, 4, 6};
+        const bmf_vdi hi = {1, 3, 5, 7};
+        for (int k = 0; k < 1; k++)
+            v[k] = __builtin_shuffle(v[2 * k], v[2 * k + 1], lo) + __builtin_shuffle(v[2 * k], v[2 * k + 1], hi);
+    }
+    return v[0];
+}
+#elif BMF_VEC_BYTES == 16
+BMF_ALWAYS_INLINE bmf_vf bmf_vf_hsum_lanes(bmf_vf *v)
+{
+    { /* 4 vectors -> 2 */
+        const bmf_vfi lo = {0, 1, 4, 5};
+        const bmf_vfi hi = {2, 3, 6, 7};
+        for (int k = 0; k < 2; k++)
+            v[k] = __builtin_shuffle(v[2 * k], v[2 * k + 1], lo) + __builtin_shuffle(v[2 * k], v[2 * k + 1], hi);
+    }
+    { /* 2 vectors -> 1 */
+        const bmf_vfi lo = {0, 2, 4, 6};
+        const bmf_vfi hi = {1, 3, 5, 7};
+        for (int k = 0; k < 1; k++)
+            v[k] = __builtin_shuffle(v[2 * k], v[2 * k + 1], lo) + __builtin_shuffle(v[2 * k], v[2 * k + 1], hi);
+    }
+    return v[0];
+}
+BMF_ALWAYS_INLINE bmf_vd bmf_vd_hsum_lanes(bmf_vd *v)
+{
+    { /* 2 vectors -> 1 */
+        const bmf_vdi lo = {0, 2};
+        const bmf_vdi hi = {1, 3};
+        for (int k = 0; k < 1; k++)
+            v[k] = __builtin_shuffle(v[2 * k], v[2 * k + 1], lo) + __builtin_shuffle(v[2 * k], v[2 * k + 1], hi);
+    }
+    return v[0];
+}
+#endif
+
 /* ---- exp ---------------------------------------------------------------- */
 
 /* Two steps of exp have a one-instruction form on AVX-512 (used when the
