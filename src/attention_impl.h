@@ -449,7 +449,7 @@ static void KFN(att_body)(void *arg, int tid, int nt)
 /* From this many query rows on, packing K and V once pays for itself. */
 #define BMF_ATT_TILED_MIN_Q 8
 /* Key-major: a group's key-row segment of about this many bytes streams well. */
-#define BMF_ATT_SEGMENT_BYTES 2048
+#define BMF_ATT_SEGMENT_BYTES 16384
 
 /* The number of chunks of at least min_chunk keys (rounded to tiles of bk)
  * that gives about BMF_ATT_SPLIT_ITEMS items with n_units other items. */

@@ -319,16 +319,17 @@ def test_attention_inf_in_keys_and_values(dtype):
     assert np.all(np.isfinite(np.delete(got, 5, axis=2)))
 
 
+@pytest.mark.parametrize("Lq", [40, 5], ids=["tiled", "key-major"])
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_attention_nan_at_masked_positions_matches_reference(dtype):
+def test_attention_nan_at_masked_positions_matches_reference(dtype, Lq):
     """A NaN input at a position the mask removes.  The reference (SPEC: "the
     meaning") computes NaN + -inf = NaN and 0 * NaN = NaN, so the NaN shows.
     The result of one row must not depend on how the kernel tiles the others:
     each case is run once with the removed key alone in its tile's mask and
     once with every row of its block masked there (which lets a flash kernel
-    skip the whole tile)."""
+    skip the whole tile).  Lq = 5 takes the key-major (decoding) path."""
     rng = np.random.default_rng(28)
-    Lq, Lk, B, E = 40, 300, 1, 8
+    Lk, B, E = 300, 1, 8
     Q, K, V = rand(rng, (Lq, B, E), dtype), rand(rng, (Lk, B, E), dtype), rand(rng, (Lk, B, E), dtype)
     one_key = np.zeros((Lq, Lk), dtype)
     one_key[:, 200] = -np.inf            # key 200 removed for every query

@@ -131,6 +131,7 @@ ATTENTION_CASES = {       # Lq, Lk, B, E, Ev, heads, causal, mask form
     "decode-split-keys": (1, 3000, 1, 16, 16, 1, False, None),
     "decode-split-causal": (2, 2500, 1, 8, 12, 2, True, "4d-padding"),
     "split-chunks-masked": (3, 2600, 2, 8, 8, 1, False, "chunks"),
+    "decode-head-groups": (3, 900, 13, 96, 48, 6, True, "4d-full-bool"),   # 78 pairs: 2 key-major groups
     "many-tiles": (200, 300, 1, 16, 8, 1, False, None),
     "tiles-masked": (70, 400, 2, 8, 8, 2, False, "tiles"),
     "tiles-masked-bool": (40, 300, 1, 12, 4, 1, False, "tiles-bool"),
