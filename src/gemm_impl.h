@@ -13,8 +13,10 @@
  *    multiple of VL, e.g. V with Dv % VL == 0 read in place).
  *
  * Every element of C is one chain of multiply-adds over k = 0, 1, ..., K-1
- * from its init value, whatever the tile shape or the thread that computes
- * it: results are bitwise independent of blocking and thread count.
+ * from its init value, or in a one-row tile two chains (even and odd k)
+ * added at the end.  Which tile a row falls in depends on the shape only
+ * (rows are tiled from the first, panels are split among threads), so
+ * results are bitwise independent of the thread count.
  */
 
 /* One tile of mr rows x nv panels; mr and nv are compile-time constants at
@@ -35,7 +37,28 @@ BMF_ALWAYS_INLINE void KFN(gemm_tile)(
             else
                 acc[r][v] = V(set1)(0);
         }
-    for (size_t k = 0; k < K; k++) {
+    size_t k = 0;
+    if (mr == 1) {
+        /* A lone row has only nv chains of dependent FMAs, too few to hide
+         * their latency: even k go to acc, odd k to a second set, added at
+         * the end.  Every 1-row tile does this, whatever its nv. */
+        VEC odd[BMF_NV1];
+        for (int v = 0; v < nv; v++) odd[v] = V(set1)(0);
+        for (; k + 1 < K; k += 2) {
+            VEC a0 = V(set1)(A[k]), a1 = V(set1)(A[k + 1]);
+            for (int v = 0; v < nv; v++) {
+                acc[0][v] += a0 * V(load)(Bp + k * b_kstride + (size_t)v * VL);
+                odd[v] += a1 * V(load)(Bp + (k + 1) * b_kstride + (size_t)v * VL);
+            }
+        }
+        if (k < K) {
+            VEC a0 = V(set1)(A[k]);
+            for (int v = 0; v < nv; v++) acc[0][v] += a0 * V(load)(Bp + k * b_kstride + (size_t)v * VL);
+            k++;
+        }
+        for (int v = 0; v < nv; v++) acc[0][v] += odd[v];
+    }
+    for (; k < K; k++) {
         VEC bv[BMF_NV1];
         for (int v = 0; v < nv; v++) bv[v] = V(load)(Bp + k * b_kstride + (size_t)v * VL);
         for (int r = 0; r < mr; r++) {
