@@ -308,6 +308,182 @@ BMF_ALWAYS_INLINE bmf_vd bmf_vd_hsum_lanes(bmf_vd *v)
 }
 #endif
 
+/* transpose(r): the LANES x LANES matrix of rows r[0..LANES) transposed in
+ * place, in registers: each step swaps the off-diagonal blocks of every 2h x
+ * 2h block, h = LANES/2 down to 1. */
+#if BMF_VEC_BYTES == 64
+BMF_ALWAYS_INLINE void bmf_vf_transpose(bmf_vf *r)
+{
+    { /* swap the off-diagonal 8x8 blocks */
+        const bmf_vfi lo = {0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23};
+        const bmf_vfi hi = {8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31};
+        for (int i = 0; i < 16; i++)
+            if (!(i & 8)) {
+                bmf_vf a = r[i], b = r[i + 8];
+                r[i] = __builtin_shuffle(a, b, lo);
+                r[i + 8] = __builtin_shuffle(a, b, hi);
+            }
+    }
+    { /* swap the off-diagonal 4x4 blocks */
+        const bmf_vfi lo = {0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27};
+        const bmf_vfi hi = {4, 5, 6, 7, 20, 21, 22, 23, 12, 13, 14, 15, 28, 29, 30, 31};
+        for (int i = 0; i < 16; i++)
+            if (!(i & 4)) {
+                bmf_vf a = r[i], b = r[i + 4];
+                r[i] = __builtin_shuffle(a, b, lo);
+                r[i + 4] = __builtin_shuffle(a, b, hi);
+            }
+    }
+    { /* swap the off-diagonal 2x2 blocks */
+        const bmf_vfi lo = {0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29};
+        const bmf_vfi hi = {2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31};
+        for (int i = 0; i < 16; i++)
+            if (!(i & 2)) {
+                bmf_vf a = r[i], b = r[i + 2];
+                r[i] = __builtin_shuffle(a, b, lo);
+                r[i + 2] = __builtin_shuffle(a, b, hi);
+            }
+    }
+    { /* swap the off-diagonal 1x1 blocks */
+        const bmf_vfi lo = {0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30};
+        const bmf_vfi hi = {1, 17, 3, 19, 5, 21, 7, 23, 9, 25, 11, 27, 13, 29, 15, 31};
+        for (int i = 0; i < 16; i++)
+            if (!(i & 1)) {
+                bmf_vf a = r[i], b = r[i + 1];
+                r[i] = __builtin_shuffle(a, b, lo);
+                r[i + 1] = __builtin_shuffle(a, b, hi);
+            }
+    }
+}
+BMF_ALWAYS_INLINE void bmf_vd_transpose(bmf_vd *r)
+{
+    { /* swap the off-diagonal 4x4 blocks */
+        const bmf_vdi lo = {0, 1, 2, 3, 8, 9, 10, 11};
+        const bmf_vdi hi = {4, 5, 6, 7, 12, 13, 14, 15};
+        for (int i = 0; i < 8; i++)
+            if (!(i & 4)) {
+                bmf_vd a = r[i], b = r[i + 4];
+                r[i] = __builtin_shuffle(a, b, lo);
+                r[i + 4] = __builtin_shuffle(a, b, hi);
+            }
+    }
+    { /* swap the off-diagonal 2x2 blocks */
+        const bmf_vdi lo = {0, 1, 8, 9, 4, 5, 12, 13};
+        const bmf_vdi hi = {2, 3, 10, 11, 6, 7, 14, 15};
+        for (int i = 0; i < 8; i++)
+            if (!(i & 2)) {
+                bmf_vd a = r[i], b = r[i + 2];
+                r[i] = __builtin_shuffle(a, b, lo);
+                r[i + 2] = __builtin_shuffle(a, b, hi);
+            }
+    }
+    { /* swap the off-diagonal 1x1 blocks */
+        const bmf_vdi lo = {0, 8, 2, 10, 4, 12, 6, 14};
+        const bmf_vdi hi = {1, 9, 3, 11, 5, 13, 7, 15};
+        for (int i = 0; i < 8; i++)
+            if (!(i & 1)) {
+                bmf_vd a = r[i], b = r[i + 1];
+                r[i] = __builtin_shuffle(a, b, lo);
+                r[i + 1] = __builtin_shuffle(a, b, hi);
+            }
+    }
+}
+#elif BMF_VEC_BYTES == 32
+BMF_ALWAYS_INLINE void bmf_vf_transpose(bmf_vf *r)
+{
+    { /* swap the off-diagonal 4x4 blocks */
+        const bmf_vfi lo = {0, 1, 2, 3, 8, 9, 10, 11};
+        const bmf_vfi hi = {4, 5, 6, 7, 12, 13, 14, 15};
+        for (int i = 0; i < 8; i++)
+            if (!(i & 4)) {
+                bmf_vf a = r[i], b = r[i + 4];
+                r[i] = __builtin_shuffle(a, b, lo);
+                r[i + 4] = __builtin_shuffle(a, b, hi);
+            }
+    }
+    { /* swap the off-diagonal 2x2 blocks */
+        const bmf_vfi lo = {0, 1, 8, 9, 4, 5, 12, 13};
+        const bmf_vfi hi = {2, 3, 10, 11, 6, 7, 14, 15};
+        for (int i = 0; i < 8; i++)
+            if (!(i & 2)) {
+                bmf_vf a = r[i], b = r[i + 2];
+                r[i] = __builtin_shuffle(a, b, lo);
+                r[i + 2] = __builtin_shuffle(a, b, hi);
+            }
+    }
+    { /* swap the off-diagonal 1x1 blocks */
+        const bmf_vfi lo = {0, 8, 2, 10, 4, 12, 6, 14};
+        const bmf_vfi hi = {1, 9, 3, 11, 5, 13, 7, 15};
+        for (int i = 0; i < 8; i++)
+            if (!(i & 1)) {
+                bmf_vf a = r[i], b = r[i + 1];
+                r[i] = __builtin_shuffle(a, b, lo);
+                r[i + 1] = __builtin_shuffle(a, b, hi);
+            }
+    }
+}
+BMF_ALWAYS_INLINE void bmf_vd_transpose(bmf_vd *r)
+{
+    { /* swap the off-diagonal 2x2 blocks */
+        const bmf_vdi lo = {0, 1, 4, 5};
+        const bmf_vdi hi = {2, 3, 6, 7};
+        for (int i = 0; i < 4; i++)
+            if (!(i & 2)) {
+                bmf_vd a = r[i], b = r[i + 2];
+                r[i] = __builtin_shuffle(a, b, lo);
+                r[i + 2] = __builtin_shuffle(a, b, hi);
+            }
+    }
+    { /* swap the off-diagonal 1x1 blocks */
+        const bmf_vdi lo = {0, 4, 2, 6};
+        const bmf_vdi hi = {1, 5, 3, 7};
+        for (int i = 0; i < 4; i++)
+            if (!(i & 1)) {
+                bmf_vd a = r[i], b = r[i + 1];
+                r[i] = __builtin_shuffle(a, b, lo);
+                r[i + 1] = __builtin_shuffle(a, b, hi);
+            }
+    }
+}
+#elif BMF_VEC_BYTES == 16
+BMF_ALWAYS_INLINE void bmf_vf_transpose(bmf_vf *r)
+{
+    { /* swap the off-diagonal 2x2 blocks */
+        const bmf_vfi lo = {0, 1, 4, 5};
+        const bmf_vfi hi = {2, 3, 6, 7};
+        for (int i = 0; i < 4; i++)
+            if (!(i & 2)) {
+                bmf_vf a = r[i], b = r[i + 2];
+                r[i] = __builtin_shuffle(a, b, lo);
+                r[i + 2] = __builtin_shuffle(a, b, hi);
+            }
+    }
+    { /* swap the off-diagonal 1x1 blocks */
+        const bmf_vfi lo = {0, 4, 2, 6};
+        const bmf_vfi hi = {1, 5, 3, 7};
+        for (int i = 0; i < 4; i++)
+            if (!(i & 1)) {
+                bmf_vf a = r[i], b = r[i + 1];
+                r[i] = __builtin_shuffle(a, b, lo);
+                r[i + 1] = __builtin_shuffle(a, b, hi);
+            }
+    }
+}
+BMF_ALWAYS_INLINE void bmf_vd_transpose(bmf_vd *r)
+{
+    { /* swap the off-diagonal 1x1 blocks */
+        const bmf_vdi lo = {0, 2};
+        const bmf_vdi hi = {1, 3};
+        for (int i = 0; i < 2; i++)
+            if (!(i & 1)) {
+                bmf_vd a = r[i], b = r[i + 1];
+                r[i] = __builtin_shuffle(a, b, lo);
+                r[i + 1] = __builtin_shuffle(a, b, hi);
+            }
+    }
+}
+#endif
+
 /* ---- exp ---------------------------------------------------------------- */
 
 /* Two steps of exp have a one-instruction form on AVX-512 (used when the

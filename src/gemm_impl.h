@@ -145,14 +145,27 @@ static void KFN(pack_panels)(const REAL *W, size_t ldw, size_t N, size_t K,
     for (size_t g = p0; g < p1; g += group) {
         size_t width = p1 - g < group ? p1 - g : group, row = width * VL;
         REAL *dst = packed + g * K * VL;
-        for (size_t c = 0; c < row; c++) {
-            size_t n = g * VL + c;
-            if (n >= N)
-                for (size_t k = 0; k < K; k++) dst[k * row + c] = 0;
-            else if (transpose)
-                for (size_t k = 0; k < K; k++) dst[k * row + c] = W[n * ldw + k];
-            else
-                for (size_t k = 0; k < K; k++) dst[k * row + c] = W[k * ldw + n];
+        size_t n0 = g * VL, valid = N > n0 ? (N - n0 < row ? N - n0 : row) : 0;
+        if (transpose) {
+            /* VL x VL blocks of W (VL of its rows, VL consecutive k) are
+             * transposed in registers: a scalar copy with a stride would cost
+             * as much as the product itself for short sequences. */
+            for (size_t p = 0; p < row; p += VL)
+                for (size_t k0 = 0; k0 < K; k0 += VL) {
+                    VEC blk[VL];
+                    for (size_t c = 0; c < VL; c++)
+                        blk[c] = p + c < valid ? V(load_partial)(W + (n0 + p + c) * ldw + k0, K - k0)
+                                               : V(set1)(0);
+                    V(transpose)(blk);
+                    for (size_t t = 0; t < VL && k0 + t < K; t++)
+                        V(store)(dst + (k0 + t) * row + p, blk[t]);
+                }
+        } else {
+            for (size_t k = 0; k < K; k++) { /* in order; columns past N are 0 */
+                REAL *d = dst + k * row;
+                for (size_t c = 0; c < valid; c++) d[c] = W[k * ldw + n0 + c];
+                for (size_t c = valid; c < row; c++) d[c] = 0;
+            }
         }
     }
 }
