@@ -188,299 +188,127 @@ BMF_ALWAYS_INLINE double bmf_vd_hsum(bmf_vd v) { return bmf_vd2_hsum(v); }
  * LANES vectors at once (v is overwritten).  Each step halves pairs of
  * vectors into one: lo half + hi half of each block of lanes (the masks), so
  * that about 3 operations per vector replace a whole reduction each.  The
- * order of the additions is fixed: the same bits every call. */
+ * order of the additions is fixed: the same bits every call.
+ * transpose(r): the LANES x LANES matrix of rows r[0..LANES) transposed in
+ * place, in registers: each step swaps the off-diagonal h x h blocks of every
+ * 2h x 2h block, h = LANES/2 down to 1.
+ * The masks are literals, one set per vector width, so that the shuffles
+ * compile to single permutes. */
+#define BMF_HSUM_LANES_STEP(v, n, lo, hi)                                      \
+    for (int k_ = 0; k_ < (n) / 2; k_++)                                       \
+        v[k_] = __builtin_shuffle(v[2 * k_], v[2 * k_ + 1], lo)                \
+                + __builtin_shuffle(v[2 * k_], v[2 * k_ + 1], hi)
+#define BMF_TRANSPOSE_STEP(VT, r, lanes, h, lo, hi)                            \
+    for (int i_ = 0; i_ < (lanes); i_++)                                       \
+        if (!(i_ & (h))) {                                                     \
+            VT a_ = r[i_], b_ = r[i_ + (h)];                                   \
+            r[i_] = __builtin_shuffle(a_, b_, lo);                             \
+            r[i_ + (h)] = __builtin_shuffle(a_, b_, hi);                       \
+        }
 #if BMF_VEC_BYTES == 64
 BMF_ALWAYS_INLINE bmf_vf bmf_vf_hsum_lanes(bmf_vf *v)
 {
-    { /* 16 vectors -> 8 */
-        const bmf_vfi lo = {0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23};
-        const bmf_vfi hi = {8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31};
-        for (int k = 0; k < 8; k++)
-            v[k] = __builtin_shuffle(v[2 * k], v[2 * k + 1], lo) + __builtin_shuffle(v[2 * k], v[2 * k + 1], hi);
-    }
-    { /* 8 vectors -> 4 */
-        const bmf_vfi lo = {0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27};
-        const bmf_vfi hi = {4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31};
-        for (int k = 0; k < 4; k++)
-            v[k] = __builtin_shuffle(v[2 * k], v[2 * k + 1], lo) + __builtin_shuffle(v[2 * k], v[2 * k + 1], hi);
-    }
-    { /* 4 vectors -> 2 */
-        const bmf_vfi lo = {0, 1, 4, 5, 8, 9, 12, 13, 16, 17, 20, 21, 24, 25, 28, 29};
-        const bmf_vfi hi = {2, 3, 6, 7, 10, 11, 14, 15, 18, 19, 22, 23, 26, 27, 30, 31};
-        for (int k = 0; k < 2; k++)
-            v[k] = __builtin_shuffle(v[2 * k], v[2 * k + 1], lo) + __builtin_shuffle(v[2 * k], v[2 * k + 1], hi);
-    }
-    { /* 2 vectors -> 1 */
-        const bmf_vfi lo = {0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30};
-        const bmf_vfi hi = {1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31};
-        for (int k = 0; k < 1; k++)
-            v[k] = __builtin_shuffle(v[2 * k], v[2 * k + 1], lo) + __builtin_shuffle(v[2 * k], v[2 * k + 1], hi);
-    }
+    BMF_HSUM_LANES_STEP(v, 16, ((bmf_vfi){0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23}),
+                        ((bmf_vfi){8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31}));
+    BMF_HSUM_LANES_STEP(v, 8, ((bmf_vfi){0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27}),
+                        ((bmf_vfi){4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31}));
+    BMF_HSUM_LANES_STEP(v, 4, ((bmf_vfi){0, 1, 4, 5, 8, 9, 12, 13, 16, 17, 20, 21, 24, 25, 28, 29}),
+                        ((bmf_vfi){2, 3, 6, 7, 10, 11, 14, 15, 18, 19, 22, 23, 26, 27, 30, 31}));
+    BMF_HSUM_LANES_STEP(v, 2, ((bmf_vfi){0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30}),
+                        ((bmf_vfi){1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31}));
     return v[0];
 }
 BMF_ALWAYS_INLINE bmf_vd bmf_vd_hsum_lanes(bmf_vd *v)
 {
-    { /* 8 vectors -> 4 */
-        const bmf_vdi lo = {0, 1, 2, 3, 8, 9, 10, 11};
-        const bmf_vdi hi = {4, 5, 6, 7, 12, 13, 14, 15};
-        for (int k = 0; k < 4; k++)
-            v[k] = __builtin_shuffle(v[2 * k], v[2 * k + 1], lo) + __builtin_shuffle(v[2 * k], v[2 * k + 1], hi);
-    }
-    { /* 4 vectors -> 2 */
-        const bmf_vdi lo = {0, 1, 4, 5, 8, 9, 12, 13};
-        const bmf_vdi hi = {2, 3, 6, 7, 10, 11, 14, 15};
-        for (int k = 0; k < 2; k++)
-            v[k] = __builtin_shuffle(v[2 * k], v[2 * k + 1], lo) + __builtin_shuffle(v[2 * k], v[2 * k + 1], hi);
-    }
-    { /* 2 vectors -> 1 */
-        const bmf_vdi lo = {0, 2, 4, 6, 8, 10, 12, 14};
-        const bmf_vdi hi = {1, 3, 5, 7, 9, 11, 13, 15};
-        for (int k = 0; k < 1; k++)
-            v[k] = __builtin_shuffle(v[2 * k], v[2 * k + 1], lo) + __builtin_shuffle(v[2 * k], v[2 * k + 1], hi);
-    }
+    BMF_HSUM_LANES_STEP(v, 8, ((bmf_vdi){0, 1, 2, 3, 8, 9, 10, 11}),
+                        ((bmf_vdi){4, 5, 6, 7, 12, 13, 14, 15}));
+    BMF_HSUM_LANES_STEP(v, 4, ((bmf_vdi){0, 1, 4, 5, 8, 9, 12, 13}),
+                        ((bmf_vdi){2, 3, 6, 7, 10, 11, 14, 15}));
+    BMF_HSUM_LANES_STEP(v, 2, ((bmf_vdi){0, 2, 4, 6, 8, 10, 12, 14}),
+                        ((bmf_vdi){1, 3, 5, 7, 9, 11, 13, 15}));
     return v[0];
+}
+BMF_ALWAYS_INLINE void bmf_vf_transpose(bmf_vf *r)
+{
+    BMF_TRANSPOSE_STEP(bmf_vf, r, 16, 8, ((bmf_vfi){0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23}),
+                       ((bmf_vfi){8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31}));
+    BMF_TRANSPOSE_STEP(bmf_vf, r, 16, 4, ((bmf_vfi){0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27}),
+                       ((bmf_vfi){4, 5, 6, 7, 20, 21, 22, 23, 12, 13, 14, 15, 28, 29, 30, 31}));
+    BMF_TRANSPOSE_STEP(bmf_vf, r, 16, 2, ((bmf_vfi){0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29}),
+                       ((bmf_vfi){2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31}));
+    BMF_TRANSPOSE_STEP(bmf_vf, r, 16, 1, ((bmf_vfi){0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30}),
+                       ((bmf_vfi){1, 17, 3, 19, 5, 21, 7, 23, 9, 25, 11, 27, 13, 29, 15, 31}));
+}
+BMF_ALWAYS_INLINE void bmf_vd_transpose(bmf_vd *r)
+{
+    BMF_TRANSPOSE_STEP(bmf_vd, r, 8, 4, ((bmf_vdi){0, 1, 2, 3, 8, 9, 10, 11}),
+                       ((bmf_vdi){4, 5, 6, 7, 12, 13, 14, 15}));
+    BMF_TRANSPOSE_STEP(bmf_vd, r, 8, 2, ((bmf_vdi){0, 1, 8, 9, 4, 5, 12, 13}),
+                       ((bmf_vdi){2, 3, 10, 11, 6, 7, 14, 15}));
+    BMF_TRANSPOSE_STEP(bmf_vd, r, 8, 1, ((bmf_vdi){0, 8, 2, 10, 4, 12, 6, 14}),
+                       ((bmf_vdi){1, 9, 3, 11, 5, 13, 7, 15}));
 }
 #elif BMF_VEC_BYTES == 32
 BMF_ALWAYS_INLINE bmf_vf bmf_vf_hsum_lanes(bmf_vf *v)
 {
-    { /* 8 vectors -> 4 */
-        const bmf_vfi lo = {0, 1, 2, 3, 8, 9, 10, 11};
-        const bmf_vfi hi = {4, 5, 6, 7, 12, 13, 14, 15};
-        for (int k = 0; k < 4; k++)
-            v[k] = __builtin_shuffle(v[2 * k], v[2 * k + 1], lo) + __builtin_shuffle(v[2 * k], v[2 * k + 1], hi);
-    }
-    { /* 4 vectors -> 2 */
-        const bmf_vfi lo = {0, 1, 4, 5, 8, 9, 12, 13};
-        const bmf_vfi hi = {2, 3, 6, 7, 10, 11, 14, 15};
-        for (int k = 0; k < 2; k++)
-            v[k] = __builtin_shuffle(v[2 * k], v[2 * k + 1], lo) + __builtin_shuffle(v[2 * k], v[2 * k + 1], hi);
-    }
-    { /* 2 vectors -> 1 */
-        const bmf_vfi lo = {0, 2, 4, 6, 8, 10, 12, 14};
-        const bmf_vfi hi = {1, 3, 5, 7, 9, 11, 13, 15};
-        for (int k = 0; k < 1; k++)
-            v[k] = __builtin_shuffle(v[2 * k], v[2 * k + 1], lo) + __builtin_shuffle(v[2 * k], v[2 * k + 1], hi);
-    }
+    BMF_HSUM_LANES_STEP(v, 8, ((bmf_vfi){0, 1, 2, 3, 8, 9, 10, 11}),
+                        ((bmf_vfi){4, 5, 6, 7, 12, 13, 14, 15}));
+    BMF_HSUM_LANES_STEP(v, 4, ((bmf_vfi){0, 1, 4, 5, 8, 9, 12, 13}),
+                        ((bmf_vfi){2, 3, 6, 7, 10, 11, 14, 15}));
+    BMF_HSUM_LANES_STEP(v, 2, ((bmf_vfi){0, 2, 4, 6, 8, 10, 12, 14}),
+                        ((bmf_vfi){1, 3, 5, 7, 9, 11, 13, 15}));
     return v[0];
 }
 BMF_ALWAYS_INLINE bmf_vd bmf_vd_hsum_lanes(bmf_vd *v)
 {
-    { /* 4 vectors -> 2 */
-        const bmf_vdi lo = {0, 1, 4, 5};
-        const bmf_vdi hi = {2, 3, 6, 7};
-        for (int k = 0; k < 2; k++)
-            v[k] = __builtin_shuffle(v[2 * k], v[2 * k + 1], lo) + __builtin_shuffle(v[2 * k], v[2 * k + 1], hi);
-    }
-    { /* 2 vectors -> 1 */
-        const bmf_vdi lo = {0, 2, 4, 6};
-        const bmf_vdi hi = {1, 3, 5, 7};
-        for (int k = 0; k < 1; k++)
-            v[k] = __builtin_shuffle(v[2 * k], v[2 * k + 1], lo) + __builtin_shuffle(v[2 * k], v[2 * k + 1], hi);
-    }
+    BMF_HSUM_LANES_STEP(v, 4, ((bmf_vdi){0, 1, 4, 5}),
+                        ((bmf_vdi){2, 3, 6, 7}));
+    BMF_HSUM_LANES_STEP(v, 2, ((bmf_vdi){0, 2, 4, 6}),
+                        ((bmf_vdi){1, 3, 5, 7}));
     return v[0];
+}
+BMF_ALWAYS_INLINE void bmf_vf_transpose(bmf_vf *r)
+{
+    BMF_TRANSPOSE_STEP(bmf_vf, r, 8, 4, ((bmf_vfi){0, 1, 2, 3, 8, 9, 10, 11}),
+                       ((bmf_vfi){4, 5, 6, 7, 12, 13, 14, 15}));
+    BMF_TRANSPOSE_STEP(bmf_vf, r, 8, 2, ((bmf_vfi){0, 1, 8, 9, 4, 5, 12, 13}),
+                       ((bmf_vfi){2, 3, 10, 11, 6, 7, 14, 15}));
+    BMF_TRANSPOSE_STEP(bmf_vf, r, 8, 1, ((bmf_vfi){0, 8, 2, 10, 4, 12, 6, 14}),
+                       ((bmf_vfi){1, 9, 3, 11, 5, 13, 7, 15}));
+}
+BMF_ALWAYS_INLINE void bmf_vd_transpose(bmf_vd *r)
+{
+    BMF_TRANSPOSE_STEP(bmf_vd, r, 4, 2, ((bmf_vdi){0, 1, 4, 5}),
+                       ((bmf_vdi){2, 3, 6, 7}));
+    BMF_TRANSPOSE_STEP(bmf_vd, r, 4, 1, ((bmf_vdi){0, 4, 2, 6}),
+                       ((bmf_vdi){1, 5, 3, 7}));
 }
 #elif BMF_VEC_BYTES == 16
 BMF_ALWAYS_INLINE bmf_vf bmf_vf_hsum_lanes(bmf_vf *v)
 {
-    { /* 4 vectors -> 2 */
-        const bmf_vfi lo = {0, 1, 4, 5};
-        const bmf_vfi hi = {2, 3, 6, 7};
-        for (int k = 0; k < 2; k++)
-            v[k] = __builtin_shuffle(v[2 * k], v[2 * k + 1], lo) + __builtin_shuffle(v[2 * k], v[2 * k + 1], hi);
-    }
-    { /* 2 vectors -> 1 */
-        const bmf_vfi lo = {0, 2, 4, 6};
-        const bmf_vfi hi = {1, 3, 5, 7};
-        for (int k = 0; k < 1; k++)
-            v[k] = __builtin_shuffle(v[2 * k], v[2 * k + 1], lo) + __builtin_shuffle(v[2 * k], v[2 * k + 1], hi);
-    }
+    BMF_HSUM_LANES_STEP(v, 4, ((bmf_vfi){0, 1, 4, 5}),
+                        ((bmf_vfi){2, 3, 6, 7}));
+    BMF_HSUM_LANES_STEP(v, 2, ((bmf_vfi){0, 2, 4, 6}),
+                        ((bmf_vfi){1, 3, 5, 7}));
     return v[0];
 }
 BMF_ALWAYS_INLINE bmf_vd bmf_vd_hsum_lanes(bmf_vd *v)
 {
-    { /* 2 vectors -> 1 */
-        const bmf_vdi lo = {0, 2};
-        const bmf_vdi hi = {1, 3};
-        for (int k = 0; k < 1; k++)
-            v[k] = __builtin_shuffle(v[2 * k], v[2 * k + 1], lo) + __builtin_shuffle(v[2 * k], v[2 * k + 1], hi);
-    }
+    BMF_HSUM_LANES_STEP(v, 2, ((bmf_vdi){0, 2}),
+                        ((bmf_vdi){1, 3}));
     return v[0];
 }
-#endif
-
-/* transpose(r): the LANES x LANES matrix of rows r[0..LANES) transposed in
- * place, in registers: each step swaps the off-diagonal blocks of every 2h x
- * 2h block, h = LANES/2 down to 1. */
-#if BMF_VEC_BYTES == 64
 BMF_ALWAYS_INLINE void bmf_vf_transpose(bmf_vf *r)
 {
-    { /* swap the off-diagonal 8x8 blocks */
-        const bmf_vfi lo = {0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23};
-        const bmf_vfi hi = {8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31};
-        for (int i = 0; i < 16; i++)
-            if (!(i & 8)) {
-                bmf_vf a = r[i], b = r[i + 8];
-                r[i] = __builtin_shuffle(a, b, lo);
-                r[i + 8] = __builtin_shuffle(a, b, hi);
-            }
-    }
-    { /* swap the off-diagonal 4x4 blocks */
-        const bmf_vfi lo = {0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27};
-        const bmf_vfi hi = {4, 5, 6, 7, 20, 21, 22, 23, 12, 13, 14, 15, 28, 29, 30, 31};
-        for (int i = 0; i < 16; i++)
-            if (!(i & 4)) {
-                bmf_vf a = r[i], b = r[i + 4];
-                r[i] = __builtin_shuffle(a, b, lo);
-                r[i + 4] = __builtin_shuffle(a, b, hi);
-            }
-    }
-    { /* swap the off-diagonal 2x2 blocks */
-        const bmf_vfi lo = {0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29};
-        const bmf_vfi hi = {2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31};
-        for (int i = 0; i < 16; i++)
-            if (!(i & 2)) {
-                bmf_vf a = r[i], b = r[i + 2];
-                r[i] = __builtin_shuffle(a, b, lo);
-                r[i + 2] = __builtin_shuffle(a, b, hi);
-            }
-    }
-    { /* swap the off-diagonal 1x1 blocks */
-        const bmf_vfi lo = {0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30};
-        const bmf_vfi hi = {1, 17, 3, 19, 5, 21, 7, 23, 9, 25, 11, 27, 13, 29, 15, 31};
-        for (int i = 0; i < 16; i++)
-            if (!(i & 1)) {
-                bmf_vf a = r[i], b = r[i + 1];
-                r[i] = __builtin_shuffle(a, b, lo);
-                r[i + 1] = __builtin_shuffle(a, b, hi);
-            }
-    }
+    BMF_TRANSPOSE_STEP(bmf_vf, r, 4, 2, ((bmf_vfi){0, 1, 4, 5}),
+                       ((bmf_vfi){2, 3, 6, 7}));
+    BMF_TRANSPOSE_STEP(bmf_vf, r, 4, 1, ((bmf_vfi){0, 4, 2, 6}),
+                       ((bmf_vfi){1, 5, 3, 7}));
 }
 BMF_ALWAYS_INLINE void bmf_vd_transpose(bmf_vd *r)
 {
-    { /* swap the off-diagonal 4x4 blocks */
-        const bmf_vdi lo = {0, 1, 2, 3, 8, 9, 10, 11};
-        const bmf_vdi hi = {4, 5, 6, 7, 12, 13, 14, 15};
-        for (int i = 0; i < 8; i++)
-            if (!(i & 4)) {
-                bmf_vd a = r[i], b = r[i + 4];
-                r[i] = __builtin_shuffle(a, b, lo);
-                r[i + 4] = __builtin_shuffle(a, b, hi);
-            }
-    }
-    { /* swap the off-diagonal 2x2 blocks */
-        const bmf_vdi lo = {0, 1, 8, 9, 4, 5, 12, 13};
-        const bmf_vdi hi = {2, 3, 10, 11, 6, 7, 14, 15};
-        for (int i = 0; i < 8; i++)
-            if (!(i & 2)) {
-                bmf_vd a = r[i], b = r[i + 2];
-                r[i] = __builtin_shuffle(a, b, lo);
-                r[i + 2] = __builtin_shuffle(a, b, hi);
-            }
-    }
-    { /* swap the off-diagonal 1x1 blocks */
-        const bmf_vdi lo = {0, 8, 2, 10, 4, 12, 6, 14};
-        const bmf_vdi hi = {1, 9, 3, 11, 5, 13, 7, 15};
-        for (int i = 0; i < 8; i++)
-            if (!(i & 1)) {
-                bmf_vd a = r[i], b = r[i + 1];
-                r[i] = __builtin_shuffle(a, b, lo);
-                r[i + 1] = __builtin_shuffle(a, b, hi);
-            }
-    }
-}
-#elif BMF_VEC_BYTES == 32
-BMF_ALWAYS_INLINE void bmf_vf_transpose(bmf_vf *r)
-{
-    { /* swap the off-diagonal 4x4 blocks */
-        const bmf_vfi lo = {0, 1, 2, 3, 8, 9, 10, 11};
-        const bmf_vfi hi = {4, 5, 6, 7, 12, 13, 14, 15};
-        for (int i = 0; i < 8; i++)
-            if (!(i & 4)) {
-                bmf_vf a = r[i], b = r[i + 4];
-                r[i] = __builtin_shuffle(a, b, lo);
-                r[i + 4] = __builtin_shuffle(a, b, hi);
-            }
-    }
-    { /* swap the off-diagonal 2x2 blocks */
-        const bmf_vfi lo = {0, 1, 8, 9, 4, 5, 12, 13};
-        const bmf_vfi hi = {2, 3, 10, 11, 6, 7, 14, 15};
-        for (int i = 0; i < 8; i++)
-            if (!(i & 2)) {
-                bmf_vf a = r[i], b = r[i + 2];
-                r[i] = __builtin_shuffle(a, b, lo);
-                r[i + 2] = __builtin_shuffle(a, b, hi);
-            }
-    }
-    { /* swap the off-diagonal 1x1 blocks */
-        const bmf_vfi lo = {0, 8, 2, 10, 4, 12, 6, 14};
-        const bmf_vfi hi = {1, 9, 3, 11, 5, 13, 7, 15};
-        for (int i = 0; i < 8; i++)
-            if (!(i & 1)) {
-                bmf_vf a = r[i], b = r[i + 1];
-                r[i] = __builtin_shuffle(a, b, lo);
-                r[i + 1] = __builtin_shuffle(a, b, hi);
-            }
-    }
-}
-BMF_ALWAYS_INLINE void bmf_vd_transpose(bmf_vd *r)
-{
-    { /* swap the off-diagonal 2x2 blocks */
-        const bmf_vdi lo = {0, 1, 4, 5};
-        const bmf_vdi hi = {2, 3, 6, 7};
-        for (int i = 0; i < 4; i++)
-            if (!(i & 2)) {
-                bmf_vd a = r[i], b = r[i + 2];
-                r[i] = __builtin_shuffle(a, b, lo);
-                r[i + 2] = __builtin_shuffle(a, b, hi);
-            }
-    }
-    { /* swap the off-diagonal 1x1 blocks */
-        const bmf_vdi lo = {0, 4, 2, 6};
-        const bmf_vdi hi = {1, 5, 3, 7};
-        for (int i = 0; i < 4; i++)
-            if (!(i & 1)) {
-                bmf_vd a = r[i], b = r[i + 1];
-                r[i] = __builtin_shuffle(a, b, lo);
-                r[i + 1] = __builtin_shuffle(a, b, hi);
-            }
-    }
-}
-#elif BMF_VEC_BYTES == 16
-BMF_ALWAYS_INLINE void bmf_vf_transpose(bmf_vf *r)
-{
-    { /* swap the off-diagonal 2x2 blocks */
-        const bmf_vfi lo = {0, 1, 4, 5};
-        const bmf_vfi hi = {2, 3, 6, 7};
-        for (int i = 0; i < 4; i++)
-            if (!(i & 2)) {
-                bmf_vf a = r[i], b = r[i + 2];
-                r[i] = __builtin_shuffle(a, b, lo);
-                r[i + 2] = __builtin_shuffle(a, b, hi);
-            }
-    }
-    { /* swap the off-diagonal 1x1 blocks */
-        const bmf_vfi lo = {0, 4, 2, 6};
-        const bmf_vfi hi = {1, 5, 3, 7};
-        for (int i = 0; i < 4; i++)
-            if (!(i & 1)) {
-                bmf_vf a = r[i], b = r[i + 1];
-                r[i] = __builtin_shuffle(a, b, lo);
-                r[i + 1] = __builtin_shuffle(a, b, hi);
-            }
-    }
-}
-BMF_ALWAYS_INLINE void bmf_vd_transpose(bmf_vd *r)
-{
-    { /* swap the off-diagonal 1x1 blocks */
-        const bmf_vdi lo = {0, 2};
-        const bmf_vdi hi = {1, 3};
-        for (int i = 0; i < 2; i++)
-            if (!(i & 1)) {
-                bmf_vd a = r[i], b = r[i + 1];
-                r[i] = __builtin_shuffle(a, b, lo);
-                r[i + 1] = __builtin_shuffle(a, b, hi);
-            }
-    }
+    BMF_TRANSPOSE_STEP(bmf_vd, r, 2, 1, ((bmf_vdi){0, 2}),
+                       ((bmf_vdi){1, 3}));
 }
 #endif
 
