@@ -80,13 +80,20 @@ def test_rnn_2d_x(isa, rng, dtype):
 
 # ---------------------------------------------------------------- attention
 
+# Keys per tile of the tiled attention path (src/kernels_impl.h BMF_ATT_BK); a
+# multiple of the key-major path's 64, so a range aligned to it is whole tiles
+# of both.  TILED_LK: a key length with two whole tiles and a partial one.
+KEY_TILE = 512
+TILED_LK = 2 * KEY_TILE + 76
+
+
 def tile_mask(rng, Lq, Lk):
-    """Additive mask: keys [128, 256) hidden from every query (a whole key tile
-    to skip), random -inf in the keys from 256 on (tiles partly hidden), query
-    3 hidden from every key (a row of zeros), the rest finite."""
+    """Additive mask: keys [KEY_TILE, 2 KEY_TILE) hidden from every query (a
+    whole key tile to skip), random -inf in the keys after them (tiles partly
+    hidden), query 3 hidden from every key (a row of zeros), the rest finite."""
     m = rng.standard_normal((Lq, Lk))
-    m[:, 128:256] = -np.inf
-    tail = m[:, 256:]
+    m[:, KEY_TILE:2 * KEY_TILE] = -np.inf
+    tail = m[:, 2 * KEY_TILE:]
     tail[rng.random(tail.shape) < 0.5] = -np.inf
     if Lq > 3:
         m[3] = -np.inf
@@ -133,8 +140,9 @@ ATTENTION_CASES = {       # Lq, Lk, B, E, Ev, heads, causal, mask form
     "split-chunks-masked": (3, 2600, 2, 8, 8, 1, False, "chunks"),
     "decode-head-groups": (3, 900, 13, 96, 48, 6, True, "4d-full-bool"),   # 78 pairs: 2 key-major groups
     "many-tiles": (200, 300, 1, 16, 8, 1, False, None),
-    "tiles-masked": (70, 400, 2, 8, 8, 2, False, "tiles"),
-    "tiles-masked-bool": (40, 300, 1, 12, 4, 1, False, "tiles-bool"),
+    "tiles-masked": (70, TILED_LK, 2, 8, 8, 2, False, "tiles"),
+    "tiles-masked-bool": (40, TILED_LK, 1, 12, 4, 1, False, "tiles-bool"),
+    "decode-tiles-masked": (3, TILED_LK, 2, 8, 8, 1, False, "tiles"),
     "causal-Lq-lt-Lk": (150, 400, 2, 8, 8, 1, True, "4d-heads-rows"),
     "causal-Lq-gt-Lk": (300, 100, 1, 8, 8, 1, True, "2d"),
     "4d-full-mask": (20, 140, 2, 12, 6, 3, False, "4d-full-bool"),
@@ -160,8 +168,8 @@ def test_attention_matches_reference(isa, rng, case, dtype):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_attention_rows_without_keys_are_zero(isa, rng, dtype):
-    Q, K, V = attention_inputs(rng, 40, 300, 1, 8, 8, dtype)
-    mask = tile_mask(rng, 40, 300)
+    Q, K, V = attention_inputs(rng, 40, TILED_LK, 1, 8, 8, dtype)
+    mask = tile_mask(rng, 40, TILED_LK)
     got = bf.attention(Q, K, V, mask)
     assert not np.isnan(got).any()
     assert np.all(got[3] == 0)
@@ -188,8 +196,8 @@ def test_attention_nan_stays_in_its_row(isa, rng, dtype, Lk):
 def test_attention_removed_keys_are_never_read(isa, rng, where, how):
     # Key 200 holds a NaN; only the rows that keep key 200 may turn NaN (SPEC:
     # "a NaN in the inputs of a row gives NaN in that row only").  Whether the
-    # key's 128-key tile is skipped whole or computed must not matter.
-    Lq, Lk = (300, 300) if how == "causal" else (40, 300)
+    # key's tile is skipped whole or computed must not matter.
+    Lq, Lk = (300, 300) if how == "causal" else (40, TILED_LK)
     Q, K, V = attention_inputs(rng, Lq, Lk, 1, 8, 8)
     (K if where == "K" else V)[200, 0, 3] = np.nan
     keeps = np.ones((Lq, Lk), bool)
@@ -198,7 +206,7 @@ def test_attention_removed_keys_are_never_read(isa, rng, where, how):
         causal = True
         keeps = np.tril(keeps)                   # rows >= 200 see key 200
     elif how == "whole-tile":
-        keeps[:, 128:256] = False
+        keeps[:, 0:KEY_TILE] = False             # key 200's whole tile
     else:
         keeps[::2, 200] = False                  # even rows drop key 200 only
     if how != "causal":
@@ -257,8 +265,8 @@ def test_broadcast_view_inputs(isa, rng):
     x, h0, Wx, Wh, b = rnn_inputs(rng, 4, 1, 5, 9)
     xb, h0b = np.broadcast_to(x, (4, 3, 5)), np.broadcast_to(h0, (3, 9))
     assert_close(bf.rnn(xb, h0b, Wx, Wh, b), ref.rnn(np.array(xb), np.array(h0b), Wx, Wh, b))
-    mask = np.broadcast_to(np.isfinite(tile_mask(rng, 1, 300)), (10, 300))
-    Q, K, V = attention_inputs(rng, 10, 300, 2, 8, 8)
+    mask = np.broadcast_to(np.isfinite(tile_mask(rng, 1, TILED_LK)), (10, TILED_LK))
+    Q, K, V = attention_inputs(rng, 10, TILED_LK, 2, 8, 8)
     assert_close(bf.attention(Q, K, V, mask), ref.attention(Q, K, V, np.array(mask)))
 
 
@@ -350,7 +358,7 @@ def test_attention_zero_sizes(isa, rng, shape, dtype):
 
 DETERMINISM_RNN = {"H257": (6, 4, 20, 257), "B64": (3, 64, 8, 70)}
 DETERMINISM_ATTENTION = {    # Lq, Lk, B, E, Ev, heads, causal, mask form
-    "tiles": (200, 300, 2, 32, 32, 2, True, "tiles"),
+    "tiles": (200, TILED_LK, 2, 32, 32, 2, True, "tiles"),
     "split-keys": (1, 3000, 1, 16, 16, 1, False, None),
     "split-masked": (3, 2600, 2, 16, 8, 2, True, "chunks"),
     "many-items": (70, 90, 4, 24, 12, 3, False, "3d-batch-head"),

@@ -25,9 +25,9 @@ layouts = st.sampled_from(LAYOUTS)
 isas = st.sampled_from(isa_levels() or ["baseline"])
 threads = st.integers(1, 4)
 seeds = st.integers(0, 2**32 - 1)
-# Small sizes with 0, 1 and odd values; key lengths around the 128-key tile.
+# Small sizes with 0, 1 and odd values; key lengths around the key tiles (64 and 512).
 small = st.integers(0, 7)
-key_lengths = st.one_of(st.integers(0, 9), st.sampled_from([127, 128, 129, 200, 257]))
+key_lengths = st.one_of(st.integers(0, 9), st.sampled_from([63, 64, 65, 200, 511, 512, 513]))
 MASK_FORMS = [None, "2d", "3d-batch", "3d-batch-head", "4d"]
 
 

@@ -232,6 +232,7 @@ int main(void)
         test_attention(70, 300, 2, 1, 24, 24, 2, 1);
         test_attention(3, 2100, 2, 2, 16, 16, 2, 0);
         test_attention(2, 1100, 5, 4, 64, 40, 1, 1); /* key-major: several head groups and chunks */
+        test_attention(45, 1100, 2, 1, 16, 16, 1, 1); /* tiled: two whole 512-key tiles and a part */
         test_attention(1, 700, 3, 3, 8, 12, 2, 0);
         test_attention(7, 64, 40, 3, 2, 3, 0, 1); /* key-major: group of 64 pairs, then 56 */
     }
