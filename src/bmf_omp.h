@@ -17,6 +17,7 @@
 #ifndef BMF_OMP_H
 #define BMF_OMP_H
 
+#include <sched.h>
 #include <stddef.h>
 
 #ifdef _OPENMP
@@ -39,6 +40,40 @@ static inline void bmf_barrier(int n_threads)
 {
     if (n_threads > 1) {
         BMF_PRAGMA(omp barrier)
+    }
+}
+
+/* A barrier for a loop that meets once per step (the RNN recurrence): the
+ * threads count in on a shared counter and wait for the last to bump the
+ * generation (a sense-reversing barrier).  On 2-core VMs it costs far less
+ * than libgomp's barrier, which a short step pays every time.  A waiting
+ * thread spins with pause for a while, then yields its core, so that a team
+ * on a busy machine does not spin against the thread it waits for.  Zero-
+ * initialise one per parallel region; with a team of one it does nothing. */
+typedef struct {
+    size_t arrived, generation;
+} bmf_step_barrier;
+
+#define BMF_SPINS_BEFORE_YIELD 20000
+
+static inline void bmf_step_wait(bmf_step_barrier *b, int n_threads)
+{
+    if (n_threads <= 1) return;
+    size_t gen = __atomic_load_n(&b->generation, __ATOMIC_ACQUIRE);
+    if (__atomic_add_fetch(&b->arrived, 1, __ATOMIC_ACQ_REL) == (size_t)n_threads) {
+        __atomic_store_n(&b->arrived, 0, __ATOMIC_RELAXED);
+        __atomic_store_n(&b->generation, gen + 1, __ATOMIC_RELEASE);
+        return;
+    }
+    for (unsigned spins = 0; __atomic_load_n(&b->generation, __ATOMIC_ACQUIRE) == gen;) {
+        if (spins < BMF_SPINS_BEFORE_YIELD) {
+            spins++;
+#if defined(__x86_64__) || defined(__i386__)
+            __builtin_ia32_pause();
+#endif
+        } else {
+            sched_yield();
+        }
     }
 }
 

@@ -16,6 +16,7 @@ typedef struct {
     size_t T, B, I, H, n_panels;
     const REAL *x, *h0, *Wx, *Wh, *b;
     REAL *out, *Wx_packed, *Wh_packed;
+    bmf_step_barrier step_barrier;
 } KFN(rnn_ctx);
 
 static void KFN(rnn_projection_body)(void *arg, int tid, int nt)
@@ -52,7 +53,7 @@ static void KFN(rnn_recurrence_body)(void *arg, int tid, int nt)
         if (p0 < p1)
             KFN(gemm_block)(0, c->B, p0, p1, p1, group, H, h_prev, H, c->Wh_packed, 0,
                             h, H, H, BMF_INIT_C, NULL, 1);
-        bmf_barrier(nt);
+        bmf_step_wait(&c->step_barrier, nt);
     }
 }
 
@@ -69,7 +70,7 @@ int KFN(rnn)(size_t T, size_t B, size_t I, size_t H, const REAL *x,
 {
     if (T == 0 || B == 0 || H == 0) return 0;
     size_t n_panels = (H + VL - 1) / VL;
-    KFN(rnn_ctx) c = {T, B, I, H, n_panels, x, h0, Wx, Wh, b, out, NULL, NULL};
+    KFN(rnn_ctx) c = {T, B, I, H, n_panels, x, h0, Wx, Wh, b, out, NULL, NULL, {0, 0}};
     c.Wx_packed = bmf_alloc(n_panels * VL * (I ? I : 1) * sizeof(REAL));
     c.Wh_packed = bmf_alloc(n_panels * VL * H * sizeof(REAL));
     if (!c.Wx_packed || !c.Wh_packed) {
