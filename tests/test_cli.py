@@ -155,3 +155,27 @@ def test_max_abs_error():
     assert _bench.max_abs_error(a, np.array([1.0, 2.0, 3.0])) == np.inf
     assert _bench.max_abs_error(a[:2], a) == np.inf
     assert _bench.max_abs_error(np.float32([1, 2]), np.float32([1, 2.5])) == 0.5
+
+
+def test_bench_summary_takes_medians_over_runs(quick_run, tmp_path):
+    """tools/bench_summary.py (the README's table of several runs) on three
+    copies of a real run whose ratios are scaled by 1, 2 and 3."""
+    import subprocess
+    import sys
+    from pathlib import Path
+    _, doc = quick_run
+    paths = []
+    for k in (1, 2, 3):
+        run = json.loads(json.dumps(doc))
+        for row in run["rows"]:
+            row["speedup_vs_reference"] *= k
+        paths.append(tmp_path / f"run{k}.json")
+        paths[-1].write_text(json.dumps(run))
+    tool = Path(__file__).resolve().parent.parent / "tools" / "bench_summary.py"
+    out = subprocess.run([sys.executable, str(tool), *map(str, paths)], capture_output=True,
+                         text=True, check=True).stdout
+    first = doc["rows"][0]
+    line = next(l for l in out.splitlines() if l.startswith(f"| {first['name']} |"))
+    r = first["speedup_vs_reference"]
+    assert f"**{2 * r:.2f}x** ({r:.2f}x–{3 * r:.2f}x)" in line
+    assert "Medians of 3 runs" in out
