@@ -2,7 +2,8 @@
  *
  * Kernels never write an OpenMP pragma themselves.  They describe their
  * parallel work as a function body(ctx, thread_id, n_threads) and run it with
- * bmf_parallel(); inside, bmf_barrier() synchronises the team.  Without
+ * bmf_parallel(); inside, bmf_barrier() synchronises the team (and
+ * bmf_step_wait(), a lighter spinning barrier, a loop's every step).  Without
  * OpenMP (a compiler lacking it) everything here degrades to a serial call and
  * a no-op barrier, so the kernels build and give the same bits either way.
  *
