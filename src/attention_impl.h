@@ -74,8 +74,9 @@ static int KFN(att_tile_masked)(const KFN(att_ctx) *c, const REAL *mask_bh,
 
 static REAL KFN(att_exp1)(REAL x) { return V(exp)(V(set1)(x))[0]; }
 
-/* Key rows of one head group are B*E elements apart, past what hardware
- * prefetchers follow across pages: fetch the segment this many rows ahead. */
+/* Key-major: a group's segments of consecutive key rows are B*E elements
+ * apart (contiguous only when the group holds every head): fetch the
+ * segment this many rows ahead. */
 #define BMF_ATT_PREFETCH_ROWS 4
 /* Key-major P.V: keys per block (each O vector loaded and stored once). */
 #define BMF_ATT_PV_KEYS 4
@@ -109,6 +110,13 @@ static int KFN(att_rows_finite)(const REAL *A, size_t ld, size_t n, size_t d)
     return V(hsum)((acc[0] + acc[1]) + (acc[2] + acc[3])) == 0;
 }
 
+/* The partial result (m[rows], l[rows], O[rows][Dv_pad]) of key chunk
+ * `chunk` for block `blk` = (batch, head, query block). */
+static REAL *KFN(att_partial)(const KFN(att_ctx) *c, size_t blk, size_t chunk)
+{
+    return c->partials + (blk * c->n_chunks + chunk) * c->rows_per_item * (2 + c->Dv_pad);
+}
+
 /* The causal limit: keys j0 + col with col >= the result are removed for
  * query row i (row i sees keys j <= i + Lk - Lq). */
 static size_t KFN(att_keys_ok)(const KFN(att_ctx) *c, size_t i, size_t j0, size_t nk)
@@ -118,13 +126,18 @@ static size_t KFN(att_keys_ok)(const KFN(att_ctx) *c, size_t i, size_t j0, size_
     return lim <= 0 ? 0 : ((size_t)lim < nk ? (size_t)lim : nk);
 }
 
-/* The end of the keys any of query rows [0, i_end) sees, at most k1. */
-static size_t KFN(att_causal_end)(const KFN(att_ctx) *c, size_t i_end, size_t k1)
+/* The keys [*k0, *k1) of chunk `chunk` that query rows up to i_end - 1 may
+ * see: the chunk, cut where causality ends it. */
+static void KFN(att_chunk_keys)(const KFN(att_ctx) *c, size_t chunk, size_t i_end,
+                                size_t *k0, size_t *k1)
 {
-    if (!c->causal) return k1;
-    ptrdiff_t last = (ptrdiff_t)i_end - 1 + ((ptrdiff_t)c->Lk - (ptrdiff_t)c->Lq);
-    size_t stop = last < 0 ? 0 : (size_t)last + 1;
-    return stop < k1 ? stop : k1;
+    *k0 = chunk * c->chunk_keys;
+    *k1 = *k0 + c->chunk_keys < c->Lk ? *k0 + c->chunk_keys : c->Lk;
+    if (c->causal) {
+        ptrdiff_t last = (ptrdiff_t)i_end - 1 + ((ptrdiff_t)c->Lk - (ptrdiff_t)c->Lq);
+        size_t stop = last < 0 ? 0 : (size_t)last + 1;
+        if (stop < *k1) *k1 = stop;
+    }
 }
 
 /* One query row's step of the online softmax over a tile of nk keys.  s
@@ -208,8 +221,8 @@ static void KFN(att_item)(const KFN(att_ctx) *c, size_t item, REAL *m, REAL *l,
     size_t qb = rest % c->n_qblocks, bh = rest / c->n_qblocks;
     size_t i0 = qb * BMF_ATT_BQ;
     size_t nq = c->Lq - i0 < BMF_ATT_BQ ? c->Lq - i0 : BMF_ATT_BQ;
-    size_t k0 = chunk * c->chunk_keys;
-    size_t k1 = KFN(att_causal_end)(c, i0 + nq, k0 + c->chunk_keys < c->Lk ? k0 + c->chunk_keys : c->Lk);
+    size_t k0, k1;
+    KFN(att_chunk_keys)(c, chunk, i0 + nq, &k0, &k1);
     const REAL *mask_bh;
     const unsigned char *bool_bh;
     KFN(att_mask_bh)(c, bh, &mask_bh, &bool_bh);
@@ -264,16 +277,15 @@ static void KFN(att_item_key_major)(const KFN(att_ctx) *c, size_t item, REAL *S)
     size_t chunk = item % c->n_chunks, grp = item / c->n_chunks;
     size_t n_bh = c->B * c->heads, bh0 = grp * c->group_bh;
     size_t ng = n_bh - bh0 < c->group_bh ? n_bh - bh0 : c->group_bh;
-    size_t k0 = chunk * c->chunk_keys;
-    size_t k1 = KFN(att_causal_end)(c, nq, k0 + c->chunk_keys < c->Lk ? k0 + c->chunk_keys : c->Lk);
-    size_t part_len = nq * (2 + Dv_pad);
+    size_t k0, k1;
+    KFN(att_chunk_keys)(c, chunk, nq, &k0, &k1);
     /* Pair bh's rows start at bh * D within a key row: the group's segment
      * of key j is contiguous. */
     const REAL *Qg = c->Q + bh0 * Dk, *Kg = c->K + bh0 * Dk, *Vg = c->V + bh0 * Dv;
     unsigned char skip[BMF_ATT_GROUP_MAX];
     VEC *acc_buf = (VEC *)(S + c->group_bh * nq * BK); /* group_bh * nq * VL vectors */
-    for (size_t g = 0; g < ng; g++) {
-        REAL *m = c->partials + ((bh0 + g) * c->n_chunks + chunk) * part_len;
+    for (size_t g = 0; g < ng; g++) { /* partials: m[nq], l[nq], O[nq][Dv_pad] */
+        REAL *m = KFN(att_partial)(c, bh0 + g, chunk);
         for (size_t r = 0; r < nq; r++) { m[r] = -(REAL)INFINITY; m[nq + r] = 0; }
         memset(m + 2 * nq, 0, nq * Dv_pad * sizeof(REAL));
     }
@@ -321,7 +333,7 @@ static void KFN(att_item_key_major)(const KFN(att_ctx) *c, size_t item, REAL *S)
             const REAL *mask_bh;
             const unsigned char *bool_bh;
             KFN(att_mask_bh)(c, bh0 + g, &mask_bh, &bool_bh);
-            REAL *m = c->partials + ((bh0 + g) * c->n_chunks + chunk) * part_len;
+            REAL *m = KFN(att_partial)(c, bh0 + g, chunk);
             for (size_t r = 0; r < nq; r++) {
                 REAL *s = S + (g * nq + r) * BK;
                 for (size_t j = nk; j < width; j++) s[j] = 0; /* defined lanes */
@@ -341,7 +353,7 @@ static void KFN(att_item_key_major)(const KFN(att_ctx) *c, size_t item, REAL *S)
                 KFN(att_prefetch)(vrow + (jj + BMF_ATT_PREFETCH_ROWS) * c->ld_v, ng * Dv);
             for (size_t g = 0; g < ng; g++) {
                 if (skip[g]) continue;
-                REAL *O = c->partials + ((bh0 + g) * c->n_chunks + chunk) * part_len + 2 * nq;
+                REAL *O = KFN(att_partial)(c, bh0 + g, chunk) + 2 * nq;
                 for (size_t r = 0; r < nq; r++) {
                     REAL p[BMF_ATT_PV_KEYS];
                     for (size_t jj = 0; jj < BMF_ATT_PV_KEYS; jj++)
@@ -408,7 +420,8 @@ static void KFN(att_body)(void *arg, int tid, int nt)
             KFN(att_item)(c, item, m, l, O, O + rows * c->Dv_pad);
             KFN(att_write_rows)(c, item / c->n_qblocks, item % c->n_qblocks, l, O);
         } else {
-            REAL *m = c->partials + item * part_len, *l = m + rows, *O = l + rows;
+            REAL *m = KFN(att_partial)(c, item / c->n_chunks, item % c->n_chunks);
+            REAL *l = m + rows, *O = l + rows;
             KFN(att_item)(c, item, m, l, O, scratch + part_len);
         }
     }
@@ -422,11 +435,11 @@ static void KFN(att_body)(void *arg, int tid, int nt)
         for (size_t r = 0; r < nq; r++) { M[r] = -(REAL)INFINITY; L[r] = 0; }
         memset(O, 0, nq * c->Dv_pad * sizeof(REAL));
         for (size_t ch = 0; ch < c->n_chunks; ch++) {
-            const REAL *m = c->partials + (blk * c->n_chunks + ch) * part_len;
+            const REAL *m = KFN(att_partial)(c, blk, ch);
             for (size_t r = 0; r < nq; r++) if (m[r] > M[r]) M[r] = m[r];
         }
         for (size_t ch = 0; ch < c->n_chunks; ch++) {
-            const REAL *m = c->partials + (blk * c->n_chunks + ch) * part_len;
+            const REAL *m = KFN(att_partial)(c, blk, ch);
             const REAL *l = m + rows, *Oc = l + rows;
             for (size_t r = 0; r < nq; r++) {
                 if (l[r] == 0 && m[r] == -(REAL)INFINITY) continue; /* saw no key */

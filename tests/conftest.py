@@ -16,6 +16,14 @@ TOLERANCE = {np.dtype(name): tol for name, tol in bf.reference.TOLERANCE.items()
 
 ISA_ORDER = ("baseline", "avx2", "avx512")
 
+# Keys per tile of attention's tiled path (src/kernels_impl.h BMF_ATT_BK) and
+# of its key-major (decoding) path (BMF_ATT_BK_KM): the tests mask whole tiles
+# and pick key lengths around them.  A range aligned to KEY_TILE is whole
+# tiles of both.  TILED_LK: two whole tiles and a partial one.
+KEY_TILE = 512
+KEY_TILE_KEY_MAJOR = 64
+TILED_LK = 2 * KEY_TILE + 76
+
 
 @pytest.fixture
 def rng():

@@ -19,6 +19,7 @@ import pytest
 
 import bigmodel_fast as bf
 from bigmodel_fast import reference as ref
+from conftest import KEY_TILE, TILED_LK
 
 DTYPES = [np.float64, np.float32]
 TOL = {np.dtype(name).type: tol for name, tol in ref.TOLERANCE.items()}
@@ -329,18 +330,18 @@ def test_attention_nan_at_masked_positions_matches_reference(dtype, Lq):
     once with every row of its block masked there (which lets a flash kernel
     skip the whole tile).  Lq = 5 takes the key-major (decoding) path."""
     rng = np.random.default_rng(28)
-    Lk, B, E = 1100, 1, 8
+    Lk, B, E = TILED_LK, 1, 8
     Q, K, V = rand(rng, (Lq, B, E), dtype), rand(rng, (Lk, B, E), dtype), rand(rng, (Lk, B, E), dtype)
     one_key = np.zeros((Lq, Lk), dtype)
     one_key[:, 200] = -np.inf            # key 200 removed for every query
     whole_tile = np.zeros((Lq, Lk), dtype)
-    whole_tile[:, 0:512] = -np.inf       # keys 0..511 (whole tiles) removed for every query
+    whole_tile[:, :KEY_TILE] = -np.inf   # key 200's whole tile removed for every query
     Kn, Vn = K.copy(), V.copy()
     Kn[200, 0, 0] = np.nan
     Vn[200, 0, 0] = np.nan
     failures = []
     for label, args in [("NaN in K[200]", (Q, Kn, V)), ("NaN in V[200]", (Q, K, Vn))]:
-        for mname, mask in [("key 200 masked", one_key), ("keys 0..511 masked", whole_tile)]:
+        for mname, mask in [("key 200 masked", one_key), ("key 200's whole tile masked", whole_tile)]:
             got, want = both("attention", *args, mask)
             if not np.array_equal(np.isnan(got), np.isnan(want)):
                 failures.append(f"{label}, {mname}: native NaN rows {len(nan_rows(got))}, "

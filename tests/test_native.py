@@ -6,8 +6,8 @@ import pytest
 
 import bigmodel_fast as bf
 from bigmodel_fast import _backend
-from conftest import (LAYOUTS, assert_bitwise_equal, assert_close, attention_inputs,
-                      native_in_use, rnn_inputs, with_layout)
+from conftest import (KEY_TILE, LAYOUTS, TILED_LK, assert_bitwise_equal, assert_close,
+                      attention_inputs, native_in_use, rnn_inputs, with_layout)
 
 pytestmark = pytest.mark.skipif(not native_in_use(), reason="native backend not in use")
 
@@ -79,13 +79,6 @@ def test_rnn_2d_x(isa, rng, dtype):
 
 
 # ---------------------------------------------------------------- attention
-
-# Keys per tile of the tiled attention path (src/kernels_impl.h BMF_ATT_BK); a
-# multiple of the key-major path's 64, so a range aligned to it is whole tiles
-# of both.  TILED_LK: a key length with two whole tiles and a partial one.
-KEY_TILE = 512
-TILED_LK = 2 * KEY_TILE + 76
-
 
 def tile_mask(rng, Lq, Lk):
     """Additive mask: keys [KEY_TILE, 2 KEY_TILE) hidden from every query (a

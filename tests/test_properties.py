@@ -12,9 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import bigmodel_fast as bf
-from conftest import (LAYOUTS, assert_bitwise_equal, assert_close, attention_inputs,
-                      isa_levels, loop_attention, loop_rnn, native_in_use, rnn_inputs,
-                      use_isa, with_layout)
+from conftest import (KEY_TILE, KEY_TILE_KEY_MAJOR, LAYOUTS, assert_bitwise_equal,
+                      assert_close, attention_inputs, isa_levels, loop_attention, loop_rnn,
+                      native_in_use, rnn_inputs, use_isa, with_layout)
 
 ref = bf.reference
 needs_native = pytest.mark.skipif(not native_in_use(), reason="native backend not in use")
@@ -27,7 +27,9 @@ threads = st.integers(1, 4)
 seeds = st.integers(0, 2**32 - 1)
 # Small sizes with 0, 1 and odd values; key lengths around the key tiles (64 and 512).
 small = st.integers(0, 7)
-key_lengths = st.one_of(st.integers(0, 9), st.sampled_from([63, 64, 65, 200, 511, 512, 513]))
+key_lengths = st.one_of(st.integers(0, 9),
+                        st.sampled_from([KEY_TILE_KEY_MAJOR + d for d in (-1, 0, 1)] + [200]
+                                        + [KEY_TILE + d for d in (-1, 0, 1)]))
 MASK_FORMS = [None, "2d", "3d-batch", "3d-batch-head", "4d"]
 
 
