@@ -37,6 +37,11 @@ C_FLAGS = ["-O3", "-std=gnu11", "-ffp-contract=fast", "-fno-math-errno",
 KERNEL_SOURCES = sorted(
     os.path.join("src", name) for name in os.listdir(os.path.join(HERE, "src"))
     if name.endswith(".c"))
+# The kernels live in headers (templates included per ISA): a change to one
+# must rebuild the extension, which setuptools only knows when told.
+KERNEL_HEADERS = sorted(
+    os.path.join("src", name) for name in os.listdir(os.path.join(HERE, "src"))
+    if name.endswith(".h"))
 
 OPENMP_PROBE = textwrap.dedent("""
     #include <omp.h>
@@ -129,6 +134,7 @@ extension = Extension(
     "bigmodel_fast._native",
     sources=["bigmodel_fast/_native.pyx"] + KERNEL_SOURCES,
     include_dirs=["src", numpy.get_include()],
+    depends=KERNEL_HEADERS,
     define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
 )
 

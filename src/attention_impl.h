@@ -145,41 +145,50 @@ static void KFN(att_chunk_keys)(const KFN(att_ctx) *c, size_t chunk, size_t i_en
  * col >= n_ok are removed (causality), and so are those the mask row (mrow
  * additive or brow boolean, NULL for none; first key of the tile) removes.
  * Applies the scale, updates the row's max m and sum l, rescales its output
- * accumulator o (Dv_pad wide) and leaves P = exp(score - m) in s, with
- * removed keys marked -0.0 when mark_removed (for a P.V that must skip them). */
+ * accumulator o (Dv_pad wide) and leaves P = exp(score - m) in s.  With
+ * mark_removed, the removed keys' P is -0.0 (for a P.V that must skip them);
+ * a key that is kept but scored -inf by the data keeps +0.0 and is read, as
+ * in the reference. */
 static void KFN(att_row_softmax)(const KFN(att_ctx) *c, REAL *s, size_t nk, size_t n_ok,
                                  const REAL *mrow, const unsigned char *brow,
                                  int mark_removed, REAL *m, REAL *l, REAL *o)
 {
     const VEC iota = V(iota)(), scale = V(set1)(c->scale), neg_zero = V(set1)(-(REAL)0);
+    const VEC minus_inf = V(set1)(-(REAL)INFINITY);
     size_t width = (nk + VL - 1) / VL * VL;
-    VEC vmax = V(set1)(-(REAL)INFINITY);
+    REAL removed_flag[BMF_ATT_BK]; /* with mark_removed: 1 where removed, else 0 */
+    VEC vmax = minus_inf;
     for (size_t col = 0; col < width; col += VL) {
         VEC sv = V(load)(s + col) * scale;
-        if (mrow) {
-            VEC mv;
-            if (c->ms[3] == 1) {
-                mv = V(load_partial)(mrow + col, nk > col ? nk - col : 0);
-            } else {
-                mv = V(set1)(0);
-                for (size_t j = col; j < col + VL && j < nk; j++)
-                    mv[j - col] = mrow[(ptrdiff_t)j * c->ms[3]];
+        if (mrow || brow || col + VL > n_ok) {
+            VI removed = iota + (REAL)col >= (REAL)n_ok; /* past the tile's keys or the causal limit */
+            if (mrow) {
+                VEC mv;
+                if (c->ms[3] == 1) {
+                    mv = V(load_partial)(mrow + col, nk > col ? nk - col : 0);
+                } else {
+                    mv = V(set1)(0);
+                    for (size_t j = col; j < col + VL && j < nk; j++)
+                        mv[j - col] = mrow[(ptrdiff_t)j * c->ms[3]];
+                }
+                /* -inf removes the key whatever its score (even NaN) */
+                removed |= mv == minus_inf;
+                sv += mv;
+            } else if (brow) {
+                if (c->ms[3] == 1) {
+                    removed |= V(removed_bytes)(brow + col, nk > col ? nk - col : 0);
+                } else {
+                    VI by_mask = (VI){0} == 0; /* all removed; kept lanes cleared below */
+                    for (size_t j = col; j < col + VL && j < nk; j++)
+                        by_mask[j - col] = brow[(ptrdiff_t)j * c->ms[3]] ? 0 : -1;
+                    removed |= by_mask;
+                }
             }
-            /* -inf removes the key whatever its score (even NaN) */
-            sv = V(select)(mv == -(REAL)INFINITY, mv, sv + mv);
-        } else if (brow) {
-            VI removed;
-            if (c->ms[3] == 1) {
-                removed = V(removed_bytes)(brow + col, nk > col ? nk - col : 0);
-            } else {
-                removed = (VI){0} == 0; /* all removed; kept lanes cleared below */
-                for (size_t j = col; j < col + VL && j < nk; j++)
-                    removed[j - col] = brow[(ptrdiff_t)j * c->ms[3]] ? 0 : -1;
-            }
-            sv = V(select)(removed, V(set1)(-(REAL)INFINITY), sv);
+            sv = V(select)(removed, minus_inf, sv);
+            if (mark_removed) V(store)(removed_flag + col, V(select)(removed, V(set1)(1), V(set1)(0)));
+        } else if (mark_removed) {
+            V(store)(removed_flag + col, V(set1)(0));
         }
-        if (col + VL > n_ok) /* past the tile's keys or the causal limit */
-            sv = V(select)(iota + (REAL)col >= (REAL)n_ok, V(set1)(-(REAL)INFINITY), sv);
         V(store)(s + col, sv);
         vmax = V(max)(vmax, sv);
     }
@@ -192,7 +201,7 @@ static void KFN(att_row_softmax)(const KFN(att_ctx) *c, REAL *s, size_t nk, size
         VEC sv = V(load)(s + col), p = V(exp)(sv - mu);
         vsum += p;
         /* exp gives +0.0 for a removed key; -0.0 marks it */
-        if (mark_removed) p = V(select)(sv == -(REAL)INFINITY, neg_zero, p);
+        if (mark_removed) p = V(select)(V(load)(removed_flag + col) != 0, neg_zero, p);
         V(store)(s + col, p);
     }
     REAL alpha = KFN(att_exp1)(*m - m_use);
@@ -245,7 +254,10 @@ static void KFN(att_item)(const KFN(att_ctx) *c, size_t item, REAL *m, REAL *l,
         KFN(gemm_block)(0, nq, 0, nk_panels, (tile_keys + VL - 1) / VL, BMF_NV,
                         c->Dk, Qb, c->Dk, Kp, 0, S, BK, nk_panels * VL, BMF_INIT_ZERO, NULL, 0);
         const REAL *Vt = c->V_packed + (bh * c->Lk + j0) * Dv_pad;
-        int v_finite = c->v_tile_finite[bh * c->n_ktiles + j0 / BK];
+        /* Only a removed key's V must be kept out of P.V: with no mask and no
+         * causal cut in the tile a NaN in V reaches the output, as in the reference. */
+        int v_finite = c->v_tile_finite[bh * c->n_ktiles + j0 / BK]
+                       || (!mask_bh && !bool_bh && KFN(att_keys_ok)(c, i0, j0, nk) == nk);
         for (size_t r = 0; r < nq; r++) {
             ptrdiff_t row_at = (ptrdiff_t)(i0 + r) * c->ms[2] + (ptrdiff_t)j0 * c->ms[3];
             KFN(att_row_softmax)(c, S + r * BK, nk, KFN(att_keys_ok)(c, i0 + r, j0, nk),
@@ -291,11 +303,12 @@ static void KFN(att_item_key_major)(const KFN(att_ctx) *c, size_t item, REAL *S)
     }
     for (size_t j0 = k0; j0 < k1; j0 += BK) {
         size_t nk = k1 - j0 < BK ? k1 - j0 : BK, width = (nk + VL - 1) / VL * VL;
-        int any = 0;
+        int any = 0, any_masked = 0;
         for (size_t g = 0; g < ng; g++) {
             const REAL *mask_bh;
             const unsigned char *bool_bh;
             KFN(att_mask_bh)(c, bh0 + g, &mask_bh, &bool_bh);
+            any_masked |= mask_bh || bool_bh;
             skip[g] = (mask_bh || bool_bh) && KFN(att_tile_masked)(c, mask_bh, bool_bh, 0, nq, j0, nk);
             any |= !skip[g];
         }
@@ -327,7 +340,9 @@ static void KFN(att_item_key_major)(const KFN(att_ctx) *c, size_t item, REAL *S)
                     for (size_t r = 0; r < nq; r++)
                         V(store)(S + (g * nq + r) * BK + jb, V(hsum_lanes)(acc_buf + (g * nq + r) * VL));
         }
-        int v_finite = KFN(att_rows_finite)(Vg + j0 * c->ld_v, c->ld_v, nk, ng * Dv);
+        /* As in att_item; here it also spares a pass over V. */
+        int v_finite = !any_masked && KFN(att_keys_ok)(c, 0, j0, nk) == nk;
+        if (!v_finite) v_finite = KFN(att_rows_finite)(Vg + j0 * c->ld_v, c->ld_v, nk, ng * Dv);
         for (size_t g = 0; g < ng; g++) {
             if (skip[g]) continue;
             const REAL *mask_bh;

@@ -3,7 +3,7 @@
  * Kernels never write an OpenMP pragma themselves.  They describe their
  * parallel work as a function body(ctx, thread_id, n_threads) and run it with
  * bmf_parallel(); inside, bmf_barrier() synchronises the team (and
- * bmf_step_wait(), a lighter spinning barrier, a loop's every step).  Without
+ * bmf_progress_wait(), a lighter spinning wait, a loop's every step).  Without
  * OpenMP (a compiler lacking it) everything here degrades to a serial call and
  * a no-op barrier, so the kernels build and give the same bits either way.
  *
@@ -44,36 +44,41 @@ static inline void bmf_barrier(int n_threads)
     }
 }
 
-/* A barrier for a loop that meets once per step (the RNN recurrence): the
- * threads count in on a shared counter and wait for the last to bump the
- * generation (a sense-reversing barrier).  On 2-core VMs it costs far less
- * than libgomp's barrier, which a short step pays every time.  A waiting
- * thread spins with pause for a while, then yields its core, so that a team
- * on a busy machine does not spin against the thread it waits for.  Zero-
- * initialise one per parallel region; with a team of one it does nothing. */
+/* Progress counters for a loop whose step t reads what the other threads
+ * wrote at step t-1 (the RNN recurrence).  Each thread publishes how many
+ * steps it has finished, on a cache line of its own, and waits only when it
+ * is about to read the others' results: unlike a barrier, a thread can first
+ * work on data of its own while theirs arrives, and each wait moves one line
+ * per thread waited for.  A waiting thread spins with pause for a while, then
+ * yields its core, so that a team on a busy machine does not spin against the
+ * thread it waits for.  Zero-initialise one per thread of the team. */
 typedef struct {
-    size_t arrived, generation;
-} bmf_step_barrier;
+    size_t done;
+    unsigned char pad[64 - sizeof(size_t)];
+} bmf_progress;
 
 #define BMF_SPINS_BEFORE_YIELD 20000
 
-static inline void bmf_step_wait(bmf_step_barrier *b, int n_threads)
+static inline void bmf_progress_publish(bmf_progress *self, size_t steps)
 {
-    if (n_threads <= 1) return;
-    size_t gen = __atomic_load_n(&b->generation, __ATOMIC_ACQUIRE);
-    if (__atomic_add_fetch(&b->arrived, 1, __ATOMIC_ACQ_REL) == (size_t)n_threads) {
-        __atomic_store_n(&b->arrived, 0, __ATOMIC_RELAXED);
-        __atomic_store_n(&b->generation, gen + 1, __ATOMIC_RELEASE);
-        return;
-    }
-    for (unsigned spins = 0; __atomic_load_n(&b->generation, __ATOMIC_ACQUIRE) == gen;) {
-        if (spins < BMF_SPINS_BEFORE_YIELD) {
-            spins++;
+    __atomic_store_n(&self->done, steps, __ATOMIC_RELEASE);
+}
+
+/* Returns once every thread of the team but `self` has finished `steps`
+ * steps (their writes before bmf_progress_publish are then visible). */
+static inline void bmf_progress_wait(bmf_progress *team, int n_threads, int self, size_t steps)
+{
+    for (int j = 0; j < n_threads; j++) {
+        if (j == self) continue;
+        for (unsigned spins = 0; __atomic_load_n(&team[j].done, __ATOMIC_ACQUIRE) < steps;) {
+            if (spins < BMF_SPINS_BEFORE_YIELD) {
+                spins++;
 #if defined(__x86_64__) || defined(__i386__)
-            __builtin_ia32_pause();
+                __builtin_ia32_pause();
 #endif
-        } else {
-            sched_yield();
+            } else {
+                sched_yield();
+            }
         }
     }
 }

@@ -6,9 +6,11 @@
  *    split across threads).
  * 2. The recurrence in ONE parallel region for the whole sequence (the
  *    "persistent RNN"): thread j owns the same panels of hidden units at every
- *    step, packs its rows of Wh once so they stay in its cache, computes
- *    out[t][:, its units] = tanh(out[t] + out[t-1] Wh^T) for every batch row,
- *    and meets the others at one barrier per step.
+ *    step, packs its rows of Wh once so they stay in its cache, and computes
+ *    out[t][:, its units] = tanh(out[t] + out[t-1] Wh^T) for every batch row.
+ *    Before it reads the other threads' units of out[t-1] it waits for their
+ *    progress counters.  No barrier is needed: out[t] is a fresh row at every
+ *    step, so nothing is overwritten that another thread may still read.
  * The thread count is cut to what the work per step repays.
  */
 
@@ -16,7 +18,7 @@ typedef struct {
     size_t T, B, I, H, n_panels;
     const REAL *x, *h0, *Wx, *Wh, *b;
     REAL *out, *Wx_packed, *Wh_packed;
-    bmf_step_barrier step_barrier;
+    bmf_progress *progress; /* per thread: steps finished */
 } KFN(rnn_ctx);
 
 static void KFN(rnn_projection_body)(void *arg, int tid, int nt)
@@ -45,47 +47,55 @@ static void KFN(rnn_recurrence_body)(void *arg, int tid, int nt)
     KFN(rnn_ctx) *c = arg;
     size_t p0, p1, H = c->H, step = c->B * c->H, group = KFN(gemm_group)(c->B);
     bmf_split_range(c->n_panels, tid, nt, &p0, &p1);
+    size_t own0 = p0 * VL, own1 = p1 * VL < H ? p1 * VL : H; /* the h units it writes */
     /* This thread's rows of Wh, packed once, stay in its cache for all steps. */
     KFN(pack_panels)(c->Wh, H, H, H, p0, p1, group, 1, c->Wh_packed);
     for (size_t t = 0; t < c->T; t++) {
         const REAL *h_prev = t == 0 ? c->h0 : c->out + (t - 1) * step;
         REAL *h = c->out + t * step;
+        if (t + 1 < c->T) /* the next step's projection, written long ago */
+            for (size_t r = 0; r < c->B; r++)
+                for (size_t col = own0; col < own1; col += 64 / sizeof(REAL))
+                    __builtin_prefetch(h + step + r * H + col);
+        if (t > 0) bmf_progress_wait(c->progress, nt, tid, t);
         if (p0 < p1)
             KFN(gemm_block)(0, c->B, p0, p1, p1, group, H, h_prev, H, c->Wh_packed, 0,
                             h, H, H, BMF_INIT_C, NULL, 1);
-        bmf_step_wait(&c->step_barrier, nt);
+        bmf_progress_publish(&c->progress[tid], t + 1);
     }
 }
 
-/* Below this many multiply-adds per thread and step, a barrier per step
+/* Below this many multiply-adds per thread and step, syncing every step
  * costs more than the second thread saves. */
 #define BMF_RNN_MIN_MACS_PER_THREAD 16384
 /* A one-off parallel region (the projection) needs more work to repay its
  * fork and join, and on a busy machine a late thread costs a time slice. */
 #define BMF_RNN_MIN_PROJECTION_MACS_PER_THREAD 1048576
-
 int KFN(rnn)(size_t T, size_t B, size_t I, size_t H, const REAL *x,
              const REAL *h0, const REAL *Wx, const REAL *Wh, const REAL *b,
              REAL *out, int n_threads)
 {
     if (T == 0 || B == 0 || H == 0) return 0;
     size_t n_panels = (H + VL - 1) / VL;
-    KFN(rnn_ctx) c = {T, B, I, H, n_panels, x, h0, Wx, Wh, b, out, NULL, NULL, {0, 0}};
+    KFN(rnn_ctx) c = {T, B, I, H, n_panels, x, h0, Wx, Wh, b, out, NULL, NULL, NULL};
+    size_t proj_work = T * B * H * (I + 1) / BMF_RNN_MIN_PROJECTION_MACS_PER_THREAD + 1;
+    int nt_proj = bmf_threads_for(n_threads, proj_work < n_panels * T ? proj_work : n_panels * T);
+    size_t step_work = B * H * H / BMF_RNN_MIN_MACS_PER_THREAD + 1;
+    int nt = bmf_threads_for(n_threads, step_work < n_panels ? step_work : n_panels);
     c.Wx_packed = bmf_alloc(n_panels * VL * (I ? I : 1) * sizeof(REAL));
     c.Wh_packed = bmf_alloc(n_panels * VL * H * sizeof(REAL));
-    if (!c.Wx_packed || !c.Wh_packed) {
+    c.progress = bmf_alloc((size_t)nt * sizeof(bmf_progress));
+    if (!c.Wx_packed || !c.Wh_packed || !c.progress) {
         bmf_free(c.Wx_packed);
         bmf_free(c.Wh_packed);
+        bmf_free(c.progress);
         return BMF_ERR_NOMEM;
     }
-    size_t proj_work = T * B * H * (I + 1) / BMF_RNN_MIN_PROJECTION_MACS_PER_THREAD + 1;
-    int nt = bmf_threads_for(n_threads, proj_work < n_panels * T ? proj_work : n_panels * T);
-    bmf_parallel(nt, KFN(rnn_projection_body), &c);
-
-    size_t step_work = B * H * H / BMF_RNN_MIN_MACS_PER_THREAD + 1;
-    nt = bmf_threads_for(n_threads, step_work < n_panels ? step_work : n_panels);
+    memset(c.progress, 0, (size_t)nt * sizeof(bmf_progress));
+    bmf_parallel(nt_proj, KFN(rnn_projection_body), &c);
     bmf_parallel(nt, KFN(rnn_recurrence_body), &c);
     bmf_free(c.Wx_packed);
     bmf_free(c.Wh_packed);
+    bmf_free(c.progress);
     return 0;
 }

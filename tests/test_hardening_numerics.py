@@ -299,10 +299,11 @@ def test_attention_nan_and_inf_in_mask(dtype):
     np.testing.assert_array_equal(got[20, 1], 0)
 
 
+@pytest.mark.parametrize("Lq", [33, 5], ids=["tiled", "key-major"])
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_attention_inf_in_keys_and_values(dtype):
+def test_attention_inf_in_keys_and_values(dtype, Lq):
     rng = np.random.default_rng(27)
-    Lq, Lk, B, E = 33, 260, 1, 8
+    Lk, B, E = 260, 1, 8
     Q, K, V = rand(rng, (Lq, B, E), dtype), rand(rng, (Lk, B, E), dtype), rand(rng, (Lk, B, E), dtype)
     K2 = K.copy()
     K2[40, 0, 0] = np.inf      # score +inf (NaN row) or -inf (key removed) per query
@@ -318,6 +319,17 @@ def test_attention_inf_in_keys_and_values(dtype):
     assert_close(got, want, dtype)
     assert np.all(np.isposinf(got[:, 0, 5]))
     assert np.all(np.isfinite(np.delete(got, 5, axis=2)))
+    # A key scored -inf by the data is not removed: its weight is 0, and
+    # 0 * NaN in its V makes the row NaN, as in the reference, whether or
+    # not the mask or causality removes other keys of the tile.
+    V3 = V.copy()
+    V3[40, 0, 2] = np.nan
+    other_key_masked = np.zeros((Lq, Lk), dtype)
+    other_key_masked[:, 7] = -np.inf
+    for kwargs in [{}, {"mask": other_key_masked}, {"mask": other_key_masked == 0}, {"causal": True}]:
+        got, want = both("attention", Q, K2, V3, **kwargs)
+        assert nan_rows(got) == nan_rows(want) == {(i, 0) for i in range(Lq)}, kwargs
+        assert_close(got, want, dtype)
 
 
 @pytest.mark.parametrize("Lq", [40, 5], ids=["tiled", "key-major"])
