@@ -18,6 +18,8 @@ _BAD_KINDS = {"c": "complex", "O": "object", "U": "string", "S": "bytes",
 
 
 def _as_array(name, value):
+    if type(value) is np.ndarray and value.dtype.kind == "f":
+        return value          # the common case, quickly
     if value is None:
         raise TypeError(f"{name} must be an array, got None")
     try:
@@ -31,13 +33,30 @@ def _as_array(name, value):
     return arr
 
 
+_FLOAT32, _FLOAT64 = np.dtype(np.float32), np.dtype(np.float64)
+
+
 def _dtypes(arrays):
     """(result dtype, compute dtype) for the non-mask inputs, per SPEC.md."""
+    first = arrays[0].dtype
+    if first is _FLOAT32 or first is _FLOAT64:
+        for a in arrays:
+            if a.dtype is not first:
+                break
+        else:
+            return first, first   # the common case, without the general promotion
     result = np.result_type(*arrays)
     if result.kind in "biu":
         result = np.dtype(np.float64)
     compute = np.dtype(np.float32 if result.itemsize <= 4 else np.float64)
     return result, compute
+
+
+def _contiguous(arr, dtype):
+    """arr as a C-contiguous array of dtype, copied only when it is not one."""
+    if arr.dtype is dtype and arr.flags.c_contiguous:
+        return arr
+    return np.ascontiguousarray(arr, dtype=dtype)
 
 
 _MAX_THREADS = 2**31 - 1
@@ -47,6 +66,8 @@ def check_num_threads(num_threads):
     """None or a positive integer; returns None or an int."""
     if num_threads is None:
         return None
+    if type(num_threads) is int and 1 <= num_threads <= _MAX_THREADS:
+        return num_threads    # the common case, without the numbers.Integral check (~0.6 us)
     if isinstance(num_threads, (bool, np.bool_)) or not isinstance(num_threads, numbers.Integral):
         raise TypeError(f"num_threads must be None or a positive int, got {num_threads!r}")
     n = operator.index(num_threads)
@@ -103,8 +124,8 @@ class Prepared:
 
 
 def prepare_rnn(x, h0, Wx, Wh, b, num_threads=None, out=None):
-    x, h0, Wx, Wh, b = (_as_array(n, v) for n, v in
-                        (("x", x), ("h0", h0), ("Wx", Wx), ("Wh", Wh), ("b", b)))
+    x, h0, Wx, Wh, b = (_as_array("x", x), _as_array("h0", h0), _as_array("Wx", Wx),
+                        _as_array("Wh", Wh), _as_array("b", b))
     x_shape = x.shape  # as passed, for messages
     if x.ndim == 2:
         x = x[:, :, None]  # (T, B): one input feature, as the seed's docstring
@@ -123,8 +144,9 @@ def prepare_rnn(x, h0, Wx, Wh, b, num_threads=None, out=None):
     n = check_num_threads(num_threads)
     shape = (T, B, H)
     out = _check_out(out, shape, result)
-    inputs = {name: np.ascontiguousarray(a, dtype=compute)
-              for name, a in (("x", x), ("h0", h0), ("Wx", Wx), ("Wh", Wh), ("b", b))}
+    inputs = {"x": _contiguous(x, compute), "h0": _contiguous(h0, compute),
+              "Wx": _contiguous(Wx, compute), "Wh": _contiguous(Wh, compute),
+              "b": _contiguous(b, compute)}
     return Prepared(inputs, shape, result, compute, out, n)
 
 
@@ -200,8 +222,7 @@ def prepare_attention(Q, K, V, mask=None, num_heads=1, causal=False, scale=None,
         m4 = np.ascontiguousarray(m4, dtype=bool if m4.dtype.kind == "b" else compute)
         # Broadcast view: stride 0 where a size of 1 stands for many.
         mask4 = np.broadcast_to(m4, (B, heads, Lq, Lk))
-    inputs = {name: np.ascontiguousarray(a, dtype=compute)
-              for name, a in (("Q", Q), ("K", K), ("V", V))}
-    inputs["mask"] = mask4
+    inputs = {"Q": _contiguous(Q, compute), "K": _contiguous(K, compute),
+              "V": _contiguous(V, compute), "mask": mask4}
     return Prepared(inputs, shape, result, compute, out, n,
                     heads=heads, causal=bool(causal), scale=scale)
