@@ -529,35 +529,32 @@ int KFN(attention)(size_t Lq, size_t Lk, size_t B, size_t heads, size_t Dk,
         tile = BMF_ATT_BQ * BMF_ATT_BK + BMF_ATT_BQ * Dk; /* S, Q block */
     }
     size_t rows = c.rows_per_item, part_len = rows * (2 + c.Dv_pad);
-    c.scratch_bytes = ((part_len + tile) * sizeof(REAL) + 63) / 64 * 64;
+    c.scratch_bytes = bmf_piece((part_len + tile) * sizeof(REAL));
     /* Threads only where each gets enough work to repay its start. */
     size_t macs = n_bh * Lq * (Lk ? Lk : 1) * (Dk + Dv);
     size_t useful = macs / BMF_ATT_MIN_MACS_PER_THREAD + 1;
     int nt = bmf_threads_for(n_threads, useful < n_items ? useful : n_items);
     int use_partials = c.key_major || c.n_chunks > 1;
-    c.scratch = bmf_alloc((size_t)nt * c.scratch_bytes);
-    if (use_partials) c.partials = bmf_alloc(n_blocks * c.n_chunks * part_len * sizeof(REAL));
     c.n_ktiles = (Lk + BMF_ATT_BK - 1) / BMF_ATT_BK;
+    c.Lk_pad = (Lk + VL - 1) / VL * VL; /* about the size of K, not of whole tiles */
+    size_t scratch_bytes = (size_t)nt * c.scratch_bytes;
+    size_t partials_bytes = use_partials ? n_blocks * c.n_chunks * part_len * sizeof(REAL) : 0;
+    size_t k_bytes = c.key_major ? 0 : n_bh * c.Lk_pad * Dk * sizeof(REAL);
+    size_t v_bytes = c.key_major ? 0 : n_bh * Lk * c.Dv_pad * sizeof(REAL);
+    size_t finite_bytes = c.key_major ? 0 : n_bh * c.n_ktiles;
+    unsigned char *ws = bmf_workspace_acquire(bmf_piece(scratch_bytes) + bmf_piece(partials_bytes)
+                                              + bmf_piece(k_bytes) + bmf_piece(v_bytes)
+                                              + bmf_piece(finite_bytes));
+    if (!ws) return BMF_ERR_NOMEM;
+    unsigned char *next = ws;
+    c.scratch = bmf_carve(&next, scratch_bytes);
+    if (use_partials) c.partials = bmf_carve(&next, partials_bytes);
     if (!c.key_major) {
-        c.Lk_pad = (Lk + VL - 1) / VL * VL; /* about the size of K, not of whole tiles */
-        c.K_packed = bmf_alloc(n_bh * c.Lk_pad * Dk * sizeof(REAL));
-        c.V_packed = bmf_alloc(n_bh * Lk * c.Dv_pad * sizeof(REAL));
-        c.v_tile_finite = bmf_alloc(n_bh * c.n_ktiles);
-    }
-    if (!c.scratch || (use_partials && !c.partials)
-        || (!c.key_major && (!c.K_packed || !c.V_packed || !c.v_tile_finite))) {
-        bmf_free(c.v_tile_finite);
-        bmf_free(c.scratch);
-        bmf_free(c.partials);
-        bmf_free(c.K_packed);
-        bmf_free(c.V_packed);
-        return BMF_ERR_NOMEM;
+        c.K_packed = bmf_carve(&next, k_bytes);
+        c.V_packed = bmf_carve(&next, v_bytes);
+        c.v_tile_finite = bmf_carve(&next, finite_bytes);
     }
     bmf_parallel(nt, KFN(att_body), &c);
-    bmf_free(c.scratch);
-    bmf_free(c.partials);
-    bmf_free(c.K_packed);
-    bmf_free(c.V_packed);
-    bmf_free(c.v_tile_finite);
+    bmf_workspace_release(ws);
     return 0;
 }

@@ -21,6 +21,13 @@ typedef struct {
                          double *, int);
 } bmf_kernel_table;
 
+/* A 64-byte aligned work buffer of at least `bytes` for one call on the
+ * calling thread (dispatch.c): the thread's kept buffer when it is not too
+ * large, else a fresh one; NULL when out of memory.  Hand it back with
+ * bmf_workspace_release before the call returns. */
+void *bmf_workspace_acquire(size_t bytes);
+void bmf_workspace_release(void *buffer);
+
 extern const bmf_kernel_table bmf_kernels_baseline;
 #if defined(__x86_64__) || defined(_M_X64)
 #define BMF_HAVE_X86_LEVELS 1

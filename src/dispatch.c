@@ -171,6 +171,70 @@ __attribute__((constructor)) static void bmf_init_fork_safety(void)
 }
 #endif
 
+/* ---- work buffers ---------------------------------------------------------
+ * Each calling thread keeps its largest work buffer (up to
+ * BMF_WORKSPACE_KEEP_MAX) between calls.  Freshly allocated, a buffer of a
+ * few hundred KiB comes from mmap at every call, and its page faults cost
+ * attention on short sequences about a fifth of its time.  A thread's buffer
+ * is freed when the thread exits (the key's destructor). */
+#define BMF_WORKSPACE_KEEP_MAX ((size_t)32 << 20)
+
+typedef struct {
+    void *buffer;
+    size_t bytes;
+} bmf_workspace;
+
+static pthread_key_t bmf_workspace_key;
+static int bmf_workspace_key_ok;
+static pthread_once_t bmf_workspace_once = PTHREAD_ONCE_INIT;
+
+static void bmf_workspace_destroy(void *arg)
+{
+    bmf_workspace *w = arg;
+    free(w->buffer);
+    free(w);
+}
+
+static void bmf_workspace_init(void)
+{
+    bmf_workspace_key_ok = pthread_key_create(&bmf_workspace_key, bmf_workspace_destroy) == 0;
+}
+
+static void *bmf_aligned_alloc(size_t bytes)
+{
+    void *p = NULL;
+    if (posix_memalign(&p, 64, bytes ? bytes : 64) != 0) return NULL;
+    return p;
+}
+
+void *bmf_workspace_acquire(size_t bytes)
+{
+    if (bytes > BMF_WORKSPACE_KEEP_MAX) return bmf_aligned_alloc(bytes);
+    pthread_once(&bmf_workspace_once, bmf_workspace_init);
+    if (!bmf_workspace_key_ok) return bmf_aligned_alloc(bytes);
+    bmf_workspace *w = pthread_getspecific(bmf_workspace_key);
+    if (!w) {
+        w = calloc(1, sizeof *w);
+        if (!w || pthread_setspecific(bmf_workspace_key, w) != 0) {
+            free(w);
+            return bmf_aligned_alloc(bytes);
+        }
+    }
+    if (w->bytes < bytes || !w->buffer) {
+        free(w->buffer);
+        w->bytes = 0;
+        w->buffer = bmf_aligned_alloc(bytes);
+        if (w->buffer) w->bytes = bytes;
+    }
+    return w->buffer;
+}
+
+void bmf_workspace_release(void *buffer)
+{
+    bmf_workspace *w = bmf_workspace_key_ok ? pthread_getspecific(bmf_workspace_key) : NULL;
+    if (!w || buffer != w->buffer) free(buffer); /* not the kept one */
+}
+
 int bmf_openmp_enabled(void)
 {
 #ifdef _OPENMP

@@ -24,13 +24,15 @@
 /* How a GEMM tile starts its accumulators (gemm_impl.h). */
 enum { BMF_INIT_ZERO = 0, BMF_INIT_C = 1, BMF_INIT_BIAS = 2 };
 
-static void *bmf_alloc(size_t bytes)
+/* The work buffers of one call are consecutive pieces of one workspace
+ * (bmf_workspace_acquire), each 64-byte aligned: sizes first, then carve. */
+static size_t bmf_piece(size_t bytes) { return (bytes + 63) / 64 * 64; }
+static void *bmf_carve(unsigned char **next, size_t bytes)
 {
-    void *p = NULL;
-    if (posix_memalign(&p, 64, bytes ? bytes : 64) != 0) return NULL;
+    void *p = *next;
+    *next += bmf_piece(bytes);
     return p;
 }
-static void bmf_free(void *p) { free(p); }
 
 /* The requested thread count cut to the useful parallelism (at least 1). */
 static int bmf_threads_for(int requested, size_t useful)

@@ -82,20 +82,19 @@ int KFN(rnn)(size_t T, size_t B, size_t I, size_t H, const REAL *x,
     int nt_proj = bmf_threads_for(n_threads, proj_work < n_panels * T ? proj_work : n_panels * T);
     size_t step_work = B * H * H / BMF_RNN_MIN_MACS_PER_THREAD + 1;
     int nt = bmf_threads_for(n_threads, step_work < n_panels ? step_work : n_panels);
-    c.Wx_packed = bmf_alloc(n_panels * VL * (I ? I : 1) * sizeof(REAL));
-    c.Wh_packed = bmf_alloc(n_panels * VL * H * sizeof(REAL));
-    c.progress = bmf_alloc((size_t)nt * sizeof(bmf_progress));
-    if (!c.Wx_packed || !c.Wh_packed || !c.progress) {
-        bmf_free(c.Wx_packed);
-        bmf_free(c.Wh_packed);
-        bmf_free(c.progress);
-        return BMF_ERR_NOMEM;
-    }
-    memset(c.progress, 0, (size_t)nt * sizeof(bmf_progress));
+    size_t wx_bytes = n_panels * VL * (I ? I : 1) * sizeof(REAL);
+    size_t wh_bytes = n_panels * VL * H * sizeof(REAL);
+    size_t progress_bytes = (size_t)nt * sizeof(bmf_progress);
+    unsigned char *ws = bmf_workspace_acquire(bmf_piece(wx_bytes) + bmf_piece(wh_bytes)
+                                              + bmf_piece(progress_bytes));
+    if (!ws) return BMF_ERR_NOMEM;
+    unsigned char *next = ws;
+    c.Wx_packed = bmf_carve(&next, wx_bytes);
+    c.Wh_packed = bmf_carve(&next, wh_bytes);
+    c.progress = bmf_carve(&next, progress_bytes);
+    memset(c.progress, 0, progress_bytes);
     bmf_parallel(nt_proj, KFN(rnn_projection_body), &c);
     bmf_parallel(nt, KFN(rnn_recurrence_body), &c);
-    bmf_free(c.Wx_packed);
-    bmf_free(c.Wh_packed);
-    bmf_free(c.progress);
+    bmf_workspace_release(ws);
     return 0;
 }
