@@ -295,7 +295,6 @@ static void KFN(att_item_key_major)(const KFN(att_ctx) *c, size_t item, REAL *S)
      * of key j is contiguous. */
     const REAL *Qg = c->Q + bh0 * Dk, *Kg = c->K + bh0 * Dk, *Vg = c->V + bh0 * Dv;
     unsigned char skip[BMF_ATT_GROUP_MAX];
-    VEC *acc_buf = (VEC *)(S + c->group_bh * nq * BK); /* group_bh * nq * VL vectors */
     for (size_t g = 0; g < ng; g++) { /* partials: m[nq], l[nq], O[nq][Dv_pad] */
         REAL *m = KFN(att_partial)(c, bh0 + g, chunk);
         for (size_t r = 0; r < nq; r++) { m[r] = -(REAL)INFINITY; m[nq + r] = 0; }
@@ -313,32 +312,28 @@ static void KFN(att_item_key_major)(const KFN(att_ctx) *c, size_t item, REAL *S)
             any |= !skip[g];
         }
         if (!any) continue;
-        /* Scores S[(g * nq + r) * BK + j] = q(r, g) . k(j, g), in key order;
-         * each dot leaves a vector of partial sums in acc, and a block of VL
-         * keys is reduced at once. */
+        /* Scores S[(g * nq + r) * BK + j] = q(r, g) . k(j, g), VL keys at a
+         * time: the VL dot products of a pair stay in registers as vectors
+         * of partial sums, reduced together (hsum_lanes).  Pair by pair, the
+         * block's VL key rows are read as VL sequential streams. */
         for (size_t jb = 0; jb < nk; jb += VL) {
-            for (size_t jj = 0; jj < VL; jj++) {
-                size_t j = jb + jj;
-                const REAL *krow = Kg + (j0 + j) * c->ld_q;
-                if (j < nk && j0 + j + BMF_ATT_PREFETCH_ROWS < k1)
-                    KFN(att_prefetch)(krow + BMF_ATT_PREFETCH_ROWS * c->ld_q, ng * Dk);
-                for (size_t g = 0; g < ng; g++) {
-                    if (skip[g]) continue;
-                    for (size_t r = 0; r < nq; r++) {
-                        VEC acc = V(set1)(0);
-                        if (j < nk) {
-                            const REAL *q = Qg + r * c->ld_q + g * Dk, *k = krow + g * Dk;
-                            for (size_t d = 0; d < Dk; d += VL)
-                                acc += V(load_partial)(q + d, Dk - d) * V(load_partial)(k + d, Dk - d);
-                        }
-                        acc_buf[(g * nq + r) * VL + jj] = acc;
+            size_t nj = nk - jb < VL ? nk - jb : VL;
+            const REAL *kblock = Kg + (j0 + jb) * c->ld_q;
+            for (size_t g = 0; g < ng; g++) {
+                if (skip[g]) continue;
+                for (size_t r = 0; r < nq; r++) {
+                    const REAL *q = Qg + r * c->ld_q + g * Dk, *k = kblock + g * Dk;
+                    VEC acc[VL];
+                    for (size_t jj = 0; jj < VL; jj++) acc[jj] = V(set1)(0);
+                    for (size_t d = 0; d < Dk; d += VL) {
+                        VEC qv = V(load_partial)(q + d, Dk - d);
+                        for (size_t jj = 0; jj < VL; jj++)
+                            if (jj < nj)
+                                acc[jj] += qv * V(load_partial)(k + jj * c->ld_q + d, Dk - d);
                     }
+                    V(store)(S + (g * nq + r) * BK + jb, V(hsum_lanes)(acc));
                 }
             }
-            for (size_t g = 0; g < ng; g++)
-                if (!skip[g])
-                    for (size_t r = 0; r < nq; r++)
-                        V(store)(S + (g * nq + r) * BK + jb, V(hsum_lanes)(acc_buf + (g * nq + r) * VL));
         }
         /* As in att_item; here it also spares a pass over V. */
         int v_finite = !any_masked && KFN(att_keys_ok)(c, 0, j0, nk) == nk;
@@ -522,7 +517,7 @@ int KFN(attention)(size_t Lq, size_t Lk, size_t B, size_t heads, size_t Dk,
         c.n_groups = (n_bh + c.group_bh - 1) / c.group_bh;
         KFN(att_split_keys)(&c, c.n_groups, BMF_ATT_MIN_CHUNK_KM, BMF_ATT_BK_KM);
         n_items = c.n_groups * c.n_chunks;
-        tile = c.group_bh * Lq * (BMF_ATT_BK_KM + VL * VL); /* S, partial-sum vectors */
+        tile = c.group_bh * Lq * BMF_ATT_BK_KM; /* S */
     } else {
         KFN(att_split_keys)(&c, n_blocks, BMF_ATT_MIN_CHUNK, BMF_ATT_BK);
         n_items = n_blocks * c.n_chunks;
