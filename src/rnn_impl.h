@@ -57,7 +57,14 @@ static void KFN(rnn_recurrence_body)(void *arg, int tid, int nt)
             for (size_t r = 0; r < c->B; r++)
                 for (size_t col = own0; col < own1; col += 64 / sizeof(REAL))
                     __builtin_prefetch(h + step + r * H + col);
-        if (t > 0) bmf_progress_wait(c->progress, nt, tid, t);
+        if (t > 0) {
+            bmf_progress_wait(c->progress, nt, tid, t);
+            /* the others' units of h_prev, all their lines at once: the
+             * product would otherwise meet their cross-core misses one by one */
+            for (size_t r = 0; r < c->B; r++)
+                for (size_t k = 0; k < H; k += 64 / sizeof(REAL))
+                    if (k < own0 || k >= own1) __builtin_prefetch(h_prev + r * H + k);
+        }
         if (p0 < p1)
             KFN(gemm_block)(0, c->B, p0, p1, p1, group, H, h_prev, H, c->Wh_packed, 0,
                             h, H, H, BMF_INIT_C, NULL, 1);
