@@ -383,7 +383,9 @@ static void KFN(att_item_key_major)(const KFN(att_ctx) *c, size_t item, REAL *S)
     }
 }
 
-/* out row = O / l, or zeros for a row that saw no key. */
+/* out row = O / l, or zeros for a row whose total weight is 0 (it saw no
+ * key, or only keys scored -inf, whose O may hold 0 * NaN: the reference
+ * gives zeros then too). */
 static void KFN(att_write_rows)(const KFN(att_ctx) *c, size_t bh, size_t qb,
                                 const REAL *l, const REAL *O)
 {
@@ -391,7 +393,11 @@ static void KFN(att_write_rows)(const KFN(att_ctx) *c, size_t bh, size_t qb,
     size_t nq = c->Lq - i0 < BMF_ATT_BQ ? c->Lq - i0 : BMF_ATT_BQ;
     for (size_t r = 0; r < nq; r++) {
         REAL *dst = c->out + (i0 + r) * c->ld_v + b * c->heads * c->Dv + h * c->Dv;
-        REAL inv = l[r] == 0 ? 0 : 1 / l[r];
+        if (l[r] == 0) {
+            memset(dst, 0, c->Dv * sizeof(REAL));
+            continue;
+        }
+        REAL inv = 1 / l[r];
         for (size_t d = 0; d < c->Dv; d++) dst[d] = O[r * c->Dv_pad + d] * inv;
     }
 }
@@ -452,8 +458,10 @@ static void KFN(att_body)(void *arg, int tid, int nt)
             const REAL *m = KFN(att_partial)(c, blk, ch);
             const REAL *l = m + rows, *Oc = l + rows;
             for (size_t r = 0; r < nq; r++) {
-                if (l[r] == 0 && m[r] == -(REAL)INFINITY) continue; /* saw no key */
-                REAL w = KFN(att_exp1)(m[r] - M[r]);
+                /* A chunk with no finite score weighs 0, but its O still
+                 * counts: 0 * NaN there makes the row NaN when other keys
+                 * carry its weight, as in the reference. */
+                REAL w = m[r] == -(REAL)INFINITY ? 0 : KFN(att_exp1)(m[r] - M[r]);
                 L[r] += l[r] * w;
                 for (size_t d = 0; d < c->Dv_pad; d++)
                     O[r * c->Dv_pad + d] += Oc[r * c->Dv_pad + d] * w;

@@ -231,6 +231,7 @@ void *bmf_workspace_acquire(size_t bytes)
 
 void bmf_workspace_release(void *buffer)
 {
+    pthread_once(&bmf_workspace_once, bmf_workspace_init); /* acquire may have skipped it */
     bmf_workspace *w = bmf_workspace_key_ok ? pthread_getspecific(bmf_workspace_key) : NULL;
     if (!w || buffer != w->buffer) free(buffer); /* not the kept one */
 }

@@ -330,6 +330,35 @@ def test_attention_inf_in_keys_and_values(dtype, Lq):
         got, want = both("attention", Q, K2, V3, **kwargs)
         assert nan_rows(got) == nan_rows(want) == {(i, 0) for i in range(Lq)}, kwargs
         assert_close(got, want, dtype)
+    # Every key scored -inf by the data: the total weight is 0 and the
+    # reference gives zeros, even with a NaN in V (0 * NaN is never divided out).
+    E1 = 1
+    Qm, Ki, Vn = -np.ones((Lq, 1, E1), dtype), np.full((3, 1, E1), np.inf, dtype), np.ones((3, 1, E1), dtype)
+    Vn[1] = np.nan
+    got, want = both("attention", Qm, Ki, Vn)
+    np.testing.assert_array_equal(want, 0)
+    np.testing.assert_array_equal(got, 0)
+
+
+@pytest.mark.parametrize("Lq", [1, 40], ids=["key-major", "tiled"])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_attention_key_chunk_of_only_minus_inf_scores(dtype, Lq):
+    """Long keys are split into chunks merged afterwards.  A chunk whose keys
+    all score -inf (by the data, not removed) weighs 0, but a NaN in its V
+    still makes the row NaN when other keys carry the weight (reference:
+    0 * NaN)."""
+    rng = np.random.default_rng(29)
+    Lk = 4 * TILED_LK                        # several chunks on both paths
+    Q = np.ones((Lq, 1, 1), dtype)
+    K = rng.standard_normal((Lk, 1, 1)).astype(dtype)
+    K[Lk // 4:3 * Lk // 4] = -np.inf        # whole chunks of -inf scores, on both paths
+    V = rng.standard_normal((Lk, 1, 1)).astype(dtype)
+    got, want = both("attention", Q, K, V)
+    assert_close(got, want, dtype)
+    V[Lk // 2] = np.nan                      # inside such a chunk
+    got, want = both("attention", Q, K, V)
+    assert nan_rows(want) == {(i, 0) for i in range(Lq)}
+    assert nan_rows(got) == nan_rows(want)
 
 
 @pytest.mark.parametrize("Lq", [40, 5], ids=["tiled", "key-major"])
