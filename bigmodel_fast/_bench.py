@@ -211,6 +211,17 @@ def time_interleaved(calls, repeats, sample_time, settle=DEFAULT_SETTLE):
     return samples, number
 
 
+def matmul_call(n=PEAK_MATMUL_N):
+    """(run, flops): one float32 n x n NumPy matmul (its BLAS, its threads), to be
+    timed interleaved with a shape's implementations: the peak a row's
+    fraction is taken of, measured under the same load as the row."""
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((n, n), dtype=np.float32)
+    b = rng.standard_normal((n, n), dtype=np.float32)
+    c = np.empty((n, n), np.float32)
+    return (lambda: np.matmul(a, b, out=c)), 2.0 * n ** 3
+
+
 def measure_matmul_peak(threads, n=PEAK_MATMUL_N, repeats=3):
     """Single-precision matmul GFLOP/s of NumPy's BLAS: the best of `repeats` n x n products.
 
@@ -254,7 +265,7 @@ def _median(values):
 
 
 def bench_shape(shape, inputs, threads, repeats, sample_time, torch=None, progress=None,
-                settle=DEFAULT_SETTLE):
+                settle=DEFAULT_SETTLE, with_matmul=False):
     """One row: check native against the reference, then time the implementations.
 
     Returns a dict: name, kernel, dims, dtype, threads, flops, backend; ok and
@@ -262,7 +273,9 @@ def bench_shape(shape, inputs, threads, repeats, sample_time, torch=None, progre
     native_s, reference_s, torch_s (median seconds a call; None when not
     timed), native_gflops, speedup_vs_reference, speedup_vs_torch (None when
     not ok); torch_max_error and torch_note; the raw samples and
-    calls_per_sample of each implementation.
+    calls_per_sample of each implementation.  With `with_matmul`, a float32
+    NumPy matmul (matmul_call) takes part in the round robin too: its median
+    gives matmul_gflops and fraction_of_peak = native_gflops / matmul_gflops.
     """
     progress = progress or Progress(enabled=False)
     row = {"name": shape.name, "kernel": shape.kernel, "dims": shape.dims, "dtype": shape.dtype,
@@ -301,6 +314,8 @@ def bench_shape(shape, inputs, threads, repeats, sample_time, torch=None, progre
             except Exception as exc:
                 row["torch_note"] = f"torch could not run this shape: {type(exc).__name__}: {exc}"
 
+        if with_matmul:
+            calls["matmul"], matmul_flops = matmul_call()
         progress.show(f"{shape.label}, {threads} thread(s): timing {', '.join(calls)} "
                       f"x{repeats}")
         samples, number = time_interleaved(calls, repeats, sample_time, settle)
@@ -311,6 +326,9 @@ def bench_shape(shape, inputs, threads, repeats, sample_time, torch=None, progre
     row["speedup_vs_reference"] = row["reference_s"] / row["native_s"]
     if row["torch_s"] is not None:
         row["speedup_vs_torch"] = row["torch_s"] / row["native_s"]
+    if with_matmul:
+        row["matmul_gflops"] = matmul_flops / _median(samples["matmul"]) / 1e9
+        row["fraction_of_peak"] = row["native_gflops"] / row["matmul_gflops"]
     return row
 
 
@@ -353,10 +371,9 @@ def run_benchmark(shapes, threads_list, repeats, sample_time, use_torch=True,
             for n in threads_list:
                 progress.show(f"[{index}/{len(shapes)}] {shape.label}, {n} thread(s)")
                 row = bench_shape(shape, inputs, n, repeats, sample_time, torch, settle=settle,
-                                  progress=_Prefixed(progress, f"[{index}/{len(shapes)}] "))
+                                  progress=_Prefixed(progress, f"[{index}/{len(shapes)}] "),
+                                  with_matmul=measure_peak and shape.report_peak)
                 row["report_peak"] = shape.report_peak
-                if row["ok"] and n in peak:
-                    row["fraction_of_peak"] = row["native_gflops"] / peak[n]
                 rows.append(row)
                 if not row["ok"]:
                     progress.done()
@@ -447,7 +464,8 @@ def print_report(result, file=None):
             if r.get("report_peak") and r["ok"] and r.get("fraction_of_peak") is not None:
                 print(f"  {r['name']} ({r['dims']}, {r['dtype']}, {r['threads']} thread(s)): "
                       f"{r['native_gflops']:.1f} GFLOP/s = {100 * r['fraction_of_peak']:.0f}% "
-                      f"of that peak", file=file)
+                      f"of the same matmul timed in its round robin "
+                      f"({r['matmul_gflops']:.1f} GFLOP/s)", file=file)
     failed = [r for r in rows if not r["ok"]]
     if failed:
         print("", file=file)

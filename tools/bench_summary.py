@@ -3,7 +3,8 @@
 On a shared machine one run's ratios swing by tens of percent; the median over
 runs, with the range beside it, says more.  For each shape: the median (and
 min-max) of the speedups vs the NumPy reference and vs torch, and of the
-fraction of the matmul peak where the run reported one.
+fraction of NumPy's float32 matmul (timed in the same round robin) where
+the run reported one.
 
     python tools/bench_summary.py docs/bench.json docs/bench-run2.json docs/bench-run3.json
 """
@@ -35,11 +36,14 @@ def main(paths):
         print(f"| {name} | {first['dims']} | {first['dtype']} | "
               f"{cell([r['speedup_vs_reference'] for r in rows])} | "
               f"{cell([r['speedup_vs_torch'] for r in rows])} | "
-              f"{peak + ' of the matmul peak' if peak != '-' else ''} |")
-    peaks = [g for run in runs for g in (run.get("peak_gflops") or {}).values()]
+              f"{peak + ' of the matmul' if peak != '-' else ''} |")
+    # The matmul each fraction is of: timed in the row's own round robin
+    # (matmul_gflops), or, in older files, once at the start of the run.
+    peaks = [r["matmul_gflops"] for run in runs for r in run["rows"] if r.get("matmul_gflops")]
+    peaks = peaks or [g for run in runs for g in (run.get("peak_gflops") or {}).values()]
     if peaks:
         print(f"\nMedians of {len(runs)} runs (min–max in brackets); NumPy's float32 matmul "
-              f"peak measured {min(peaks):.0f}–{max(peaks):.0f} GFLOP/s over the runs.")
+              f"measured {min(peaks):.0f}–{max(peaks):.0f} GFLOP/s over the runs.")
 
 
 if __name__ == "__main__":
