@@ -74,7 +74,7 @@ static int KFN(att_tile_masked)(const KFN(att_ctx) *c, const REAL *mask_bh,
 
 static REAL KFN(att_exp1)(REAL x) { return V(exp)(V(set1)(x))[0]; }
 
-/* Key-major: a group's segments of consecutive key rows are B*E elements
+/* Key-major P.V: a group's segments of consecutive V rows are B*Ev elements
  * apart (contiguous only when the group holds every head): fetch the
  * segment this many rows ahead. */
 #define BMF_ATT_PREFETCH_ROWS 4
