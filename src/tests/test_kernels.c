@@ -236,6 +236,11 @@ int main(void)
         test_attention(1, 700, 3, 3, 8, 12, 2, 0);
         test_attention(7, 64, 40, 3, 2, 3, 0, 1); /* key-major: group of 64 pairs, then 56 */
     }
+    bmf_set_isa(bmf_cpu_isa());
+    /* Packed K and V over 32 MiB: a work buffer allocated for the call and
+     * freed after it, not the thread's kept one; then a small call again. */
+    test_attention(8, 66000, 1, 1, 64, 64, 0, 0);
+    test_attention(40, 300, 2, 2, 16, 24, 1, 0);
     test_called_from_openmp_threads();
     printf("%d failed\n", failures);
     return failures != 0;
