@@ -228,18 +228,15 @@ def measure_matmul_peak(threads, n=PEAK_MATMUL_N, repeats=3):
     BLAS is limited to `threads` when threadpoolctl is installed; otherwise
     it uses its own default (reported by the machine description).
     """
-    rng = np.random.default_rng(0)
-    a = rng.standard_normal((n, n), dtype=np.float32)
-    b = rng.standard_normal((n, n), dtype=np.float32)
-    c = np.empty((n, n), np.float32)
+    run, flops = matmul_call(n)
     with _blas_threads(threads):
-        np.matmul(a, b, out=c)           # warm-up
+        run()                            # warm-up
         best = math.inf
         for _ in range(repeats):
             start = time.perf_counter()
-            np.matmul(a, b, out=c)
+            run()
             best = min(best, time.perf_counter() - start)
-    return 2.0 * n ** 3 / best / 1e9
+    return flops / best / 1e9
 
 
 # ---------------------------------------------------------------- the run

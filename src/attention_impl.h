@@ -126,6 +126,17 @@ static size_t KFN(att_keys_ok)(const KFN(att_ctx) *c, size_t i, size_t j0, size_
     return lim <= 0 ? 0 : ((size_t)lim < nk ? (size_t)lim : nk);
 }
 
+/* True when the tile [j0, j0 + nk) may remove a key from some row from
+ * i_first on: a mask is given, or causality cuts the tile for row i_first
+ * (the row that sees the fewest keys).  Only then must a V holding NaN or
+ * inf be kept out of P.V for the removed keys; otherwise a NaN in V reaches
+ * the output, as in the reference. */
+static int KFN(att_tile_may_remove)(const KFN(att_ctx) *c, int masked, size_t i_first,
+                                    size_t j0, size_t nk)
+{
+    return masked || KFN(att_keys_ok)(c, i_first, j0, nk) < nk;
+}
+
 /* The keys [*k0, *k1) of chunk `chunk` that query rows up to i_end - 1 may
  * see: the chunk, cut where causality ends it. */
 static void KFN(att_chunk_keys)(const KFN(att_ctx) *c, size_t chunk, size_t i_end,
@@ -254,10 +265,8 @@ static void KFN(att_item)(const KFN(att_ctx) *c, size_t item, REAL *m, REAL *l,
         KFN(gemm_block)(0, nq, 0, nk_panels, (tile_keys + VL - 1) / VL, BMF_NV,
                         c->Dk, Qb, c->Dk, Kp, 0, S, BK, nk_panels * VL, BMF_INIT_ZERO, NULL, 0);
         const REAL *Vt = c->V_packed + (bh * c->Lk + j0) * Dv_pad;
-        /* Only a removed key's V must be kept out of P.V: with no mask and no
-         * causal cut in the tile a NaN in V reaches the output, as in the reference. */
         int v_finite = c->v_tile_finite[bh * c->n_ktiles + j0 / BK]
-                       || (!mask_bh && !bool_bh && KFN(att_keys_ok)(c, i0, j0, nk) == nk);
+                       || !KFN(att_tile_may_remove)(c, mask_bh || bool_bh, i0, j0, nk);
         for (size_t r = 0; r < nq; r++) {
             ptrdiff_t row_at = (ptrdiff_t)(i0 + r) * c->ms[2] + (ptrdiff_t)j0 * c->ms[3];
             KFN(att_row_softmax)(c, S + r * BK, nk, KFN(att_keys_ok)(c, i0 + r, j0, nk),
@@ -335,9 +344,9 @@ static void KFN(att_item_key_major)(const KFN(att_ctx) *c, size_t item, REAL *S)
                 }
             }
         }
-        /* As in att_item; here it also spares a pass over V. */
-        int v_finite = !any_masked && KFN(att_keys_ok)(c, 0, j0, nk) == nk;
-        if (!v_finite) v_finite = KFN(att_rows_finite)(Vg + j0 * c->ld_v, c->ld_v, nk, ng * Dv);
+        /* The V finite pass only where a key may be removed. */
+        int v_finite = !KFN(att_tile_may_remove)(c, any_masked, 0, j0, nk)
+                       || KFN(att_rows_finite)(Vg + j0 * c->ld_v, c->ld_v, nk, ng * Dv);
         for (size_t g = 0; g < ng; g++) {
             if (skip[g]) continue;
             const REAL *mask_bh;

@@ -78,6 +78,7 @@ static void KFN(rnn_recurrence_body)(void *arg, int tid, int nt)
 /* A one-off parallel region (the projection) needs more work to repay its
  * fork and join, and on a busy machine a late thread costs a time slice. */
 #define BMF_RNN_MIN_PROJECTION_MACS_PER_THREAD 1048576
+
 int KFN(rnn)(size_t T, size_t B, size_t I, size_t H, const REAL *x,
              const REAL *h0, const REAL *Wx, const REAL *Wh, const REAL *b,
              REAL *out, int n_threads)
