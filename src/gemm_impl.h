@@ -14,7 +14,8 @@
  *
  * Every element of C is one chain of multiply-adds over k = 0, 1, ..., K-1
  * from its init value, or in a one-row tile two chains (even and odd k)
- * added at the end.  Which tile a row falls in depends on the shape only
+ * added at the end; with k_down a one-row tile runs both chains from the
+ * top k down instead.  Which tile a row falls in depends on the shape only
  * (rows are tiled from the first, panels are split among threads), so
  * results are bitwise independent of the thread count.
  */
@@ -24,7 +25,7 @@
 BMF_ALWAYS_INLINE void KFN(gemm_tile)(
     const int mr, const int nv, size_t K, const REAL *A, size_t lda,
     const REAL *Bp, size_t b_kstride, REAL *C, size_t ldc, size_t n_valid,
-    int init, const REAL *bias, int apply_tanh)
+    int init, const REAL *bias, int apply_tanh, int k_down)
 {
     VEC acc[BMF_MR][BMF_NV1];
     for (int r = 0; r < mr; r++)
@@ -44,6 +45,14 @@ BMF_ALWAYS_INLINE void KFN(gemm_tile)(
          * the end.  Every 1-row tile does this, whatever its nv. */
         VEC odd[BMF_NV1];
         for (int v = 0; v < nv; v++) odd[v] = V(set1)(0);
+        for (size_t top = K; k_down && top > 0; top -= top > 1 ? 2 : 1) {
+            VEC a0 = V(set1)(A[top - 1]);
+            for (int v = 0; v < nv; v++) acc[0][v] += a0 * V(load)(Bp + (top - 1) * b_kstride + (size_t)v * VL);
+            if (top == 1) break;
+            VEC a1 = V(set1)(A[top - 2]);
+            for (int v = 0; v < nv; v++) odd[v] += a1 * V(load)(Bp + (top - 2) * b_kstride + (size_t)v * VL);
+        }
+        if (k_down) k = K;
         for (; k + 1 < K; k += 2) {
             VEC a0 = V(set1)(A[k]), a1 = V(set1)(A[k + 1]);
             for (int v = 0; v < nv; v++) {
@@ -79,7 +88,10 @@ BMF_ALWAYS_INLINE void KFN(gemm_tile)(
 static inline size_t KFN(gemm_group)(size_t M) { return M == 1 ? BMF_NV1 : BMF_NV; }
 
 /* Rows [m0, m1) x panels [p0, p1) of C; n_cols is C's valid width.  Tiles
- * are up to BMF_MR rows x BMF_NV panels, or 1 row x `group` panels.  A packed
+ * are up to BMF_MR rows x BMF_NV panels, or 1 row x `group` panels.  k_down
+ * (one-row tiles only): see gemm_tile; the RNN's one-row steps alternate it,
+ * so that each step starts on the rows of B the last one read last, still
+ * in L1 (the rest streams from L2).  A packed
  * B was laid out for panels [p0, packed_p1) (packed_p1 >= p1): the group
  * widths, hence the strides, come from the layout, not from p1. */
 static void KFN(gemm_block)(size_t m0, size_t m1, size_t p0, size_t p1,
@@ -87,7 +99,7 @@ static void KFN(gemm_block)(size_t m0, size_t m1, size_t p0, size_t p1,
                             const REAL *A, size_t lda,
                             const REAL *Bp, size_t b_ld, REAL *C, size_t ldc,
                             size_t n_cols, int init, const REAL *bias,
-                            int apply_tanh)
+                            int apply_tanh, int k_down)
 {
     for (size_t i = m0; i < m1; i += BMF_MR) {
         int mr = (int)(m1 - i < BMF_MR ? m1 - i : BMF_MR);
@@ -108,7 +120,7 @@ static void KFN(gemm_block)(size_t m0, size_t m1, size_t p0, size_t p1,
 #define BMF_TILE(MR_, NV_)                                                    \
     case (MR_) * 16 + (NV_):                                                  \
         KFN(gemm_tile)((MR_), (NV_), K, a, lda, b, kstride, c, ldc, n_valid,  \
-                       init, bs, apply_tanh);                                 \
+                       init, bs, apply_tanh, k_down);                         \
         break;
                 switch (mr * 16 + nv) {
                     BMF_TILE(1, 1) BMF_TILE(1, 2) BMF_TILE(1, 3) BMF_TILE(1, 4)

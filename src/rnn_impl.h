@@ -39,7 +39,7 @@ static void KFN(rnn_projection_body)(void *arg, int tid, int nt)
     m1 = m1 * BMF_MR < rows ? m1 * BMF_MR : rows;
     if (m0 < m1)
         KFN(gemm_block)(m0, m1, 0, c->n_panels, c->n_panels, group, c->I, c->x, c->I,
-                        c->Wx_packed, 0, c->out, c->H, c->H, BMF_INIT_BIAS, c->b, 0);
+                        c->Wx_packed, 0, c->out, c->H, c->H, BMF_INIT_BIAS, c->b, 0, 0);
 }
 
 static void KFN(rnn_recurrence_body)(void *arg, int tid, int nt)
@@ -67,7 +67,7 @@ static void KFN(rnn_recurrence_body)(void *arg, int tid, int nt)
         }
         if (p0 < p1)
             KFN(gemm_block)(0, c->B, p0, p1, p1, group, H, h_prev, H, c->Wh_packed, 0,
-                            h, H, H, BMF_INIT_C, NULL, 1);
+                            h, H, H, BMF_INIT_C, NULL, 1, (int)(t & 1));
         bmf_progress_publish(&c->progress[tid], t + 1);
     }
 }
