@@ -88,12 +88,12 @@ BMF_ALWAYS_INLINE void KFN(gemm_tile)(
 static inline size_t KFN(gemm_group)(size_t M) { return M == 1 ? BMF_NV1 : BMF_NV; }
 
 /* Rows [m0, m1) x panels [p0, p1) of C; n_cols is C's valid width.  Tiles
- * are up to BMF_MR rows x BMF_NV panels, or 1 row x `group` panels.  k_down
- * (one-row tiles only): see gemm_tile; the RNN's one-row steps alternate it,
- * so that each step starts on the rows of B the last one read last, still
- * in L1 (the rest streams from L2).  A packed
+ * are up to BMF_MR rows x BMF_NV panels, or 1 row x `group` panels.  A packed
  * B was laid out for panels [p0, packed_p1) (packed_p1 >= p1): the group
- * widths, hence the strides, come from the layout, not from p1. */
+ * widths, hence the strides, come from the layout, not from p1.
+ * k_down (one-row tiles only): see gemm_tile.  The RNN's one-row steps
+ * alternate it, so that each step starts on the rows of B the last one read
+ * last, still in L1 (the rest streams from L2). */
 static void KFN(gemm_block)(size_t m0, size_t m1, size_t p0, size_t p1,
                             size_t packed_p1, size_t group, size_t K,
                             const REAL *A, size_t lda,

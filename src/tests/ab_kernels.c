@@ -1,0 +1,112 @@
+/* A/B comparison of builds of the C core in ONE process: each build is a
+ * shared library (make -C <its src> shared), loaded side by side with
+ * RTLD_LOCAL; the calls alternate (ABAB..., then BABA...), and the medians
+ * and their ratio to the first library are printed.  Two separate processes
+ * on this shared, noisy VM can land on vCPUs of different speed; samples
+ * interleaved in one process see the same load.
+ *
+ *   make -C src shared ab      (and: make -C /old/checkout/src shared)
+ *   ./src/tests/ab_kernels att "2048 2048 2 64 1" 20 2 /old/src/libbmf_core.so src/libbmf_core.so
+ *   ./src/tests/ab_kernels rnn "1000 1 256 256" 30 2 A.so B.so
+ * att dims: Lq Lk B E heads (float32, no mask); rnn dims: T B I H (float32). */
+#include <dlfcn.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define MAX_LIBS 8
+
+typedef int (*attention_fn)(size_t, size_t, size_t, size_t, size_t, size_t, const float *,
+                            const float *, const float *, const void *, int,
+                            const ptrdiff_t *, int, double, float *, int);
+typedef int (*rnn_fn)(size_t, size_t, size_t, size_t, const float *, const float *,
+                      const float *, const float *, const float *, float *, int);
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static float *rnd(size_t n, float s)
+{
+    float *a = malloc((n ? n : 1) * sizeof *a);
+    if (!a) exit(1);
+    for (size_t i = 0; i < n; i++) a[i] = s * ((float)rand() / RAND_MAX * 2 - 1);
+    return a;
+}
+
+static int by_value(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 6 || argc - 5 > MAX_LIBS) {
+        fprintf(stderr, "usage: %s att|rnn \"dims\" reps threads lib.so [lib.so ...]\n", argv[0]);
+        return 2;
+    }
+    int attention = strcmp(argv[1], "att") == 0;
+    size_t d[5] = {0, 0, 0, 0, 1};
+    int n_dims = sscanf(argv[2], "%zu %zu %zu %zu %zu", &d[0], &d[1], &d[2], &d[3], &d[4]);
+    int reps = atoi(argv[3]), nt = atoi(argv[4]), n_libs = argc - 5;
+    if (n_dims < 4 || reps < 1 || d[4] == 0 || (attention && d[3] % d[4])) {
+        fprintf(stderr, "bad dims or reps\n");
+        return 2;
+    }
+    void *fn[MAX_LIBS];
+    for (int i = 0; i < n_libs; i++) {
+        void *lib = dlopen(argv[5 + i], RTLD_NOW | RTLD_LOCAL);
+        fn[i] = lib ? dlsym(lib, attention ? "bmf_attention_f32" : "bmf_rnn_f32") : NULL;
+        if (!fn[i]) {
+            fprintf(stderr, "%s: %s\n", argv[5 + i], dlerror());
+            return 1;
+        }
+    }
+    float *a, *b, *c, *w1 = NULL, *w2 = NULL, *bias = NULL, *out;
+    if (attention) { /* Q, K, V, out */
+        a = rnd(d[0] * d[2] * d[3], 1);
+        b = rnd(d[1] * d[2] * d[3], 1);
+        c = rnd(d[1] * d[2] * d[3], 1);
+        out = rnd(d[0] * d[2] * d[3], 0);
+    } else { /* x, h0, Wx, Wh, b, out */
+        a = rnd(d[0] * d[1] * d[2], 1);
+        b = rnd(d[1] * d[3], 1);
+        w1 = rnd(d[3] * d[2], 0.1f);
+        w2 = rnd(d[3] * d[3], 0.05f);
+        bias = rnd(d[3], 0.1f);
+        c = NULL;
+        out = rnd(d[0] * d[1] * d[3], 0);
+    }
+    double *t = malloc(sizeof *t * (size_t)reps * (size_t)n_libs);
+    if (!t) return 1;
+    for (int r = 0; r < reps; r++)
+        for (int j = 0; j < n_libs; j++) {
+            int i = r % 2 ? n_libs - 1 - j : j; /* ABAB.. then BABA..: no fixed order */
+            double t0 = now();
+            int rc = attention
+                ? ((attention_fn)fn[i])(d[0], d[1], d[2], d[4], d[3] / d[4], d[3] / d[4], a, b, c,
+                                        NULL, 0, NULL, 0, 0.125, out, nt)
+                : ((rnn_fn)fn[i])(d[0], d[1], d[2], d[3], a, b, w1, w2, bias, out, nt);
+            t[(size_t)i * reps + r] = now() - t0;
+            if (rc) {
+                fprintf(stderr, "%s returned %d\n", argv[5 + i], rc);
+                return 1;
+            }
+        }
+    double first = 0;
+    for (int i = 0; i < n_libs; i++) {
+        double *ti = t + (size_t)i * reps;
+        qsort(ti, (size_t)reps, sizeof *ti, by_value);
+        double median = ti[reps / 2];
+        if (i == 0) first = median;
+        printf("%-40s median %9.3f ms  best %9.3f ms  ratio %.3f\n", argv[5 + i], median * 1e3,
+               ti[0] * 1e3, median / first);
+    }
+    return 0;
+}
