@@ -14,7 +14,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
+
+#include "bench_util.h"
 
 #define MAX_LIBS 8
 
@@ -23,21 +24,6 @@ typedef int (*attention_fn)(size_t, size_t, size_t, size_t, size_t, size_t, cons
                             const ptrdiff_t *, int, double, float *, int);
 typedef int (*rnn_fn)(size_t, size_t, size_t, size_t, const float *, const float *,
                       const float *, const float *, const float *, float *, int);
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static float *rnd(size_t n, float s)
-{
-    float *a = malloc((n ? n : 1) * sizeof *a);
-    if (!a) exit(1);
-    for (size_t i = 0; i < n; i++) a[i] = s * ((float)rand() / RAND_MAX * 2 - 1);
-    return a;
-}
 
 static int by_value(const void *a, const void *b)
 {

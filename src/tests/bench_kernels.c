@@ -3,23 +3,9 @@
  *   make -C src bench && ./src/tests/bench_kernels */
 #include <stdio.h>
 #include <stdlib.h>
-#include <time.h>
 
 #include "bigmodel_fast.h"
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static float *rnd(size_t n, float s)
-{
-    float *a = malloc((n ? n : 1) * sizeof *a);
-    for (size_t i = 0; i < n; i++) a[i] = s * ((float)rand() / RAND_MAX * 2 - 1);
-    return a;
-}
+#include "bench_util.h"
 
 int main(void)
 {

@@ -1,0 +1,22 @@
+/* The clock and random inputs of the C benchmarks (bench_kernels, ab_kernels). */
+#ifndef BMF_BENCH_UTIL_H
+#define BMF_BENCH_UTIL_H
+#include <stdlib.h>
+#include <time.h>
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* n floats uniform in [-s, s]; exits when memory runs out. */
+static float *rnd(size_t n, float s)
+{
+    float *a = malloc((n ? n : 1) * sizeof *a);
+    if (!a) exit(1);
+    for (size_t i = 0; i < n; i++) a[i] = s * ((float)rand() / RAND_MAX * 2 - 1);
+    return a;
+}
+#endif
