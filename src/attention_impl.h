@@ -172,11 +172,9 @@ static void KFN(att_row_softmax)(const KFN(att_ctx) *c, REAL *s, size_t nk, size
     REAL m_new = 0;
     /* Nothing to remove: the max of the raw scores times a positive scale is
      * the max of the scaled ones (rounding is monotone), so this pass only
-     * reads, and the next scales as it subtracts (score * scale - m, one
-     * FMA).  The top score's weight is then exp(rounding error of m), near 1
-     * only while m is far below 1/epsilon: beyond, or with anything to
-     * remove, the general pass scales, masks and stores first, as the
-     * reference does (the product rounded, then the mask added). */
+     * reads, and the next one scales (the product rounded, as in the
+     * reference) before it subtracts.  With anything to remove, the general
+     * pass scales, masks and stores first. */
     int plain = !mrow && !brow && n_ok == width && c->scale > 0;
     if (plain) { /* four running maxima: V(max) is a compare and a select, latency-bound */
         VEC vmax4[4] = {minus_inf, minus_inf, minus_inf, minus_inf};
@@ -186,11 +184,9 @@ static void KFN(att_row_softmax)(const KFN(att_ctx) *c, REAL *s, size_t nk, size
         for (; col < width; col += VL) vmax4[0] = V(max)(vmax4[0], V(load)(s + col));
         vmax = V(max)(V(max)(vmax4[0], vmax4[1]), V(max)(vmax4[2], vmax4[3]));
         m_new = V(hmax)(vmax) * c->scale;
-        plain = fabs(m_new) < (REAL)1 / (16 * (sizeof(REAL) == 4 ? FLT_EPSILON : DBL_EPSILON));
-        vmax = minus_inf;
     }
     for (size_t col = 0; !plain && col < width; col += VL) {
-        VEC sv = V(load)(s + col) * scale;
+        VEC sv = V(mul_rounded)(V(load)(s + col), scale); /* then + mask, as the reference */
         if (mrow || brow || col + VL > n_ok) {
             VI removed = iota + (REAL)col >= (REAL)n_ok; /* past the tile's keys or the causal limit */
             if (mrow) {
@@ -227,10 +223,11 @@ static void KFN(att_row_softmax)(const KFN(att_ctx) *c, REAL *s, size_t nk, size
     if (*m > m_new) m_new = *m;
     /* exp(-inf - -inf) would be NaN: a row with nothing yet uses 0. */
     REAL m_use = m_new == -(REAL)INFINITY ? 0 : m_new;
-    VEC mu = V(set1)(m_use), vsum = V(set1)(0), factor = plain ? scale : V(set1)(1);
+    VEC mu = V(set1)(m_use), vsum = V(set1)(0);
     mark_removed &= !plain; /* the plain pass removed nothing */
     for (size_t col = 0; col < width; col += VL) {
-        VEC p = V(exp)(V(load)(s + col) * factor - mu);
+        VEC sv = plain ? V(mul_rounded)(V(load)(s + col), scale) : V(load)(s + col);
+        VEC p = V(exp)(sv - mu);
         vsum += p;
         /* exp gives +0.0 for a removed key; -0.0 marks it */
         if (mark_removed) p = V(select)(V(load)(removed_flag + col) != 0, neg_zero, p);

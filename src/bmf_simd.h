@@ -112,6 +112,32 @@ typedef uint64_t bmf_vdu __attribute__((vector_size(BMF_VEC_BYTES)));
 BMF_SIMD_BASIC(bmf_vf, bmf_vfi, float, BMF_VF_LANES, BMF_VF_SPLAT)
 BMF_SIMD_BASIC(bmf_vd, bmf_vdi, double, BMF_VD_LANES, BMF_VD_SPLAT)
 
+/* a * b rounded to the element type, never fused into a following add:
+ * under -ffp-contract=fast, (a * b) - c may become one FMA, rounded once.
+ * The softmax must round the scaled score as the reference does, or near
+ * ties among large logits would differ from it.  The empty asm hides the
+ * product from the contraction (x86: any SSE/AVX register, arm64: NEON). */
+#if defined(__x86_64__) || defined(__i386__)
+#define BMF_ROUNDED(x) __asm__("" : "+v"(x))
+#elif defined(__aarch64__)
+#define BMF_ROUNDED(x) __asm__("" : "+w"(x))
+#else
+#define BMF_ROUNDED(x) ((void)0) /* other targets: as the compiler contracts */
+#endif
+BMF_ALWAYS_INLINE bmf_vf bmf_vf_mul_rounded(bmf_vf a, bmf_vf b)
+{
+    bmf_vf p = a * b;
+    BMF_ROUNDED(p);
+    return p;
+}
+BMF_ALWAYS_INLINE bmf_vd bmf_vd_mul_rounded(bmf_vd a, bmf_vd b)
+{
+    bmf_vd p = a * b;
+    BMF_ROUNDED(p);
+    return p;
+}
+
+
 /* Boolean masks arrive as bytes (nonzero = may attend).  These give an
  * all-ones lane where the byte is 0 (the key is removed); only the first n
  * bytes are read, lanes past n count as removed. */

@@ -3,7 +3,6 @@
  * Included only by kernels_<isa>.c, after its target pragma and
  * BMF_VEC_BYTES / BMF_ISA_NAME / BMF_NV definitions.
  */
-#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>

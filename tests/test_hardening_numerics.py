@@ -177,6 +177,26 @@ def test_attention_huge_logits(dtype, scale, Lk):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+def test_attention_unmasked_rows_round_the_scaled_score_as_the_reference(dtype):
+    """Near ties among large logits: the kernel's unmasked pass must round
+    score * scale before subtracting the max, as the reference does (a fused
+    multiply-subtract would not), so no mask and an all-zero mask agree bit
+    for bit, and both agree with the reference.  Integer scores (exact in
+    both dtypes), a scale of 1/sqrt(2) (not a power of two), Lk a whole
+    number of vectors at every ISA level."""
+    rng = np.random.default_rng(24)
+    Lq, Lk, B, E = 9, 64, 1, 2
+    Q, K = np.zeros((Lq, B, E), dtype), np.zeros((Lk, B, E), dtype)
+    Q[..., 0], K[..., 0] = 1000, 1000              # logits near 1e6 / sqrt(2)
+    Q[..., 1] = rng.integers(-3, 4, (Lq, B))
+    K[..., 1] = rng.integers(-3, 4, (Lk, B))
+    V = rand(rng, (Lk, B, E), dtype)
+    got, want = both("attention", Q, K, V)
+    assert_close(got, want, dtype)
+    np.testing.assert_array_equal(got, bf.attention(Q, K, V, np.zeros((Lq, Lk), dtype)))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_attention_tiny_inputs(dtype):
     rng = np.random.default_rng(21)
     Lq, Lk, B, E = 19, 140, 2, 8
