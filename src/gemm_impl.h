@@ -93,7 +93,9 @@ static inline size_t KFN(gemm_group)(size_t M) { return M == 1 ? BMF_NV1 : BMF_N
  * widths, hence the strides, come from the layout, not from p1.
  * k_down (one-row tiles only): see gemm_tile.  The RNN's one-row steps
  * alternate it, so that each step starts on the rows of B the last one read
- * last, still in L1 (the rest streams from L2). */
+ * last, still in L1 (the rest streams from L2).  That holds while a thread's
+ * panels form one group (up to BMF_NV1: e.g. rnn-long's 8 per thread on 2
+ * threads); groups themselves are always taken in order. */
 static void KFN(gemm_block)(size_t m0, size_t m1, size_t p0, size_t p1,
                             size_t packed_p1, size_t group, size_t K,
                             const REAL *A, size_t lda,

@@ -5,7 +5,10 @@
  * on this shared, noisy VM can land on vCPUs of different speed; samples
  * interleaved in one process see the same load.
  *
- *   make -C src shared ab      (and: make -C /old/checkout/src shared)
+ *   make -C src shared ab      (and: make -C /old/checkout/src shared; a
+ *   checkout older than that target: cd src && cc -O3 -std=gnu11
+ *   -ffp-contract=fast -fno-math-errno -fopenmp -fPIC -shared -I. -o
+ *   libbmf_core.so *.c -lm -lpthread)
  *   ./src/tests/ab_kernels att "2048 2048 2 64 1" 20 2 /old/src/libbmf_core.so src/libbmf_core.so
  *   ./src/tests/ab_kernels rnn "1000 1 256 256" 30 2 A.so B.so
  * att dims: Lq Lk B E heads (float32, no mask); rnn dims: T B I H (float32). */
@@ -89,7 +92,7 @@ int main(int argc, char **argv)
     for (int i = 0; i < n_libs; i++) {
         double *ti = t + (size_t)i * reps;
         qsort(ti, (size_t)reps, sizeof *ti, by_value);
-        double median = ti[reps / 2];
+        double median = ti[reps / 2]; /* the upper middle one for even reps */
         if (i == 0) first = median;
         printf("%-40s median %9.3f ms  best %9.3f ms  ratio %.3f\n", argv[5 + i], median * 1e3,
                ti[0] * 1e3, median / first);
