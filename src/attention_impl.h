@@ -182,8 +182,7 @@ static void KFN(att_row_softmax)(const KFN(att_ctx) *c, REAL *s, size_t nk, size
         for (; col + 4 * VL <= width; col += 4 * VL)
             for (int u = 0; u < 4; u++) vmax4[u] = V(max)(vmax4[u], V(load)(s + col + (size_t)u * VL));
         for (; col < width; col += VL) vmax4[0] = V(max)(vmax4[0], V(load)(s + col));
-        vmax = V(max)(V(max)(vmax4[0], vmax4[1]), V(max)(vmax4[2], vmax4[3]));
-        m_new = V(hmax)(vmax) * c->scale;
+        m_new = V(hmax)(V(max)(V(max)(vmax4[0], vmax4[1]), V(max)(vmax4[2], vmax4[3]))) * c->scale;
     }
     for (size_t col = 0; !plain && col < width; col += VL) {
         VEC sv = V(mul_rounded)(V(load)(s + col), scale); /* then + mask, as the reference */

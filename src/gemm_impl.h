@@ -45,7 +45,7 @@ BMF_ALWAYS_INLINE void KFN(gemm_tile)(
          * the end.  Every 1-row tile does this, whatever its nv. */
         VEC odd[BMF_NV1];
         for (int v = 0; v < nv; v++) odd[v] = V(set1)(0);
-        for (size_t top = K; k_down && top > 0; top -= top > 1 ? 2 : 1) {
+        for (size_t top = K; k_down && top > 0; top -= 2) { /* top == 1 ends below */
             VEC a0 = V(set1)(A[top - 1]);
             for (int v = 0; v < nv; v++) acc[0][v] += a0 * V(load)(Bp + (top - 1) * b_kstride + (size_t)v * VL);
             if (top == 1) break;

@@ -150,9 +150,9 @@ def _one_hot_problem(rng, dtype, Lq=37, Lk=150, B=2, E=16):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-# 1e18: logits near 1e20, where half an ulp of the row max exceeds the
-# largest exponent (the kernel's unmasked pass, taken for tiles of whole
-# vectors: Lk = 160, must hand over to the general one).
+# 1e18: logits near 1e20.  Lk = 160 makes every key tile a whole number of
+# vectors, so unmasked rows take the kernel's read-only max pass; Lk = 150
+# leaves a ragged last tile, which takes the general pass.
 @pytest.mark.parametrize("Lk", [150, 160])
 @pytest.mark.parametrize("scale", [1e3, 1e5, 1e18])
 def test_attention_huge_logits(dtype, scale, Lk):
