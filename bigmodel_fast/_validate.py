@@ -33,6 +33,14 @@ def _as_array(name, value):
     return arr
 
 
+def _as_arrays(names, values):
+    """_as_array of each value; the common case (all floating ndarrays) in one quick loop."""
+    for value in values:
+        if type(value) is not np.ndarray or value.dtype.kind != "f":
+            return [_as_array(n, v) for n, v in zip(names, values)]
+    return values
+
+
 _FLOAT32, _FLOAT64 = np.dtype(np.float32), np.dtype(np.float64)
 
 
@@ -57,6 +65,16 @@ def _contiguous(arr, dtype):
     if arr.dtype is dtype and arr.flags.c_contiguous:
         return arr
     return np.ascontiguousarray(arr, dtype=dtype)
+
+
+def _contiguous_inputs(names, arrays, dtype):
+    """{name: _contiguous(array, dtype)}, the kernels' inputs (no copy, quickly,
+    in the common case)."""
+    for a in arrays:
+        if a.dtype is not dtype or not a.flags.c_contiguous:
+            arrays = [_contiguous(a, dtype) for a in arrays]
+            break
+    return dict(zip(names, arrays))
 
 
 _MAX_THREADS = 2**31 - 1
@@ -97,14 +115,18 @@ def _check_out(out, shape, dtype):
 class Prepared:
     """A checked call: compute-dtype inputs and where the result goes."""
 
-    def __init__(self, inputs, shape, result_dtype, compute_dtype, out, num_threads, **params):
+    __slots__ = ("inputs", "shape", "result_dtype", "compute_dtype", "user_out", "num_threads",
+                 "heads", "causal", "scale")
+
+    def __init__(self, inputs, shape, result_dtype, compute_dtype, out, num_threads,
+                 heads=None, causal=None, scale=None):
         self.inputs = inputs              # dict name -> C-contiguous compute-dtype array
         self.shape = shape
         self.result_dtype = result_dtype
         self.compute_dtype = compute_dtype
         self.user_out = out
         self.num_threads = num_threads    # None (the default) or an int >= 1
-        self.__dict__.update(params)
+        self.heads, self.causal, self.scale = heads, causal, scale   # attention only
 
     def run(self, kernel):
         """kernel(self, dest) fills dest (C-contiguous, compute dtype)."""
@@ -123,9 +145,11 @@ class Prepared:
         return dest if self.result_dtype == self.compute_dtype else dest.astype(self.result_dtype)
 
 
+_RNN_INPUTS = ("x", "h0", "Wx", "Wh", "b")
+
+
 def prepare_rnn(x, h0, Wx, Wh, b, num_threads=None, out=None):
-    x, h0, Wx, Wh, b = (_as_array("x", x), _as_array("h0", h0), _as_array("Wx", Wx),
-                        _as_array("Wh", Wh), _as_array("b", b))
+    x, h0, Wx, Wh, b = _as_arrays(_RNN_INPUTS, (x, h0, Wx, Wh, b))
     x_shape = x.shape  # as passed, for messages
     if x.ndim == 2:
         x = x[:, :, None]  # (T, B): one input feature, as the seed's docstring
@@ -144,9 +168,7 @@ def prepare_rnn(x, h0, Wx, Wh, b, num_threads=None, out=None):
     n = check_num_threads(num_threads)
     shape = (T, B, H)
     out = _check_out(out, shape, result)
-    inputs = {"x": _contiguous(x, compute), "h0": _contiguous(h0, compute),
-              "Wx": _contiguous(Wx, compute), "Wh": _contiguous(Wh, compute),
-              "b": _contiguous(b, compute)}
+    inputs = _contiguous_inputs(_RNN_INPUTS, (x, h0, Wx, Wh, b), compute)
     return Prepared(inputs, shape, result, compute, out, n)
 
 
@@ -177,7 +199,7 @@ def _mask_4d(mask, B, heads, Lq, Lk):
 
 def prepare_attention(Q, K, V, mask=None, num_heads=1, causal=False, scale=None,
                       num_threads=None, out=None):
-    Q, K, V = (_as_array(n, v) for n, v in (("Q", Q), ("K", K), ("V", V)))
+    Q, K, V = _as_arrays(("Q", "K", "V"), (Q, K, V))
     for name, arr, layout in (("Q", Q, "(Lq, B, E)"), ("K", K, "(Lk, B, E)"), ("V", V, "(Lk, B, Ev)")):
         if arr.ndim != 3:
             raise ValueError(f"{name} must be 3-D {layout}, got shape {arr.shape}")
@@ -222,7 +244,7 @@ def prepare_attention(Q, K, V, mask=None, num_heads=1, causal=False, scale=None,
         m4 = np.ascontiguousarray(m4, dtype=bool if m4.dtype.kind == "b" else compute)
         # Broadcast view: stride 0 where a size of 1 stands for many.
         mask4 = np.broadcast_to(m4, (B, heads, Lq, Lk))
-    inputs = {"Q": _contiguous(Q, compute), "K": _contiguous(K, compute),
-              "V": _contiguous(V, compute), "mask": mask4}
+    inputs = _contiguous_inputs(("Q", "K", "V"), (Q, K, V), compute)
+    inputs["mask"] = mask4
     return Prepared(inputs, shape, result, compute, out, n,
                     heads=heads, causal=bool(causal), scale=scale)

@@ -14,7 +14,11 @@
  * relative), and 2^n applied as two factors so that results down to the
  * subnormal range and up to overflow are right.  -inf gives 0, +inf gives
  * inf, NaN stays NaN.
- * tanh: an odd rational/polynomial for |x| < 0.625 (Cephes' coefficients),
+ * tanh, float: x P(x^2) / Q(x^2), P and Q of degree 4 with positive
+ * coefficients (a minimax fit of relative error 2e-8 on [0, 9.02], made for
+ * this package), x clamped to +-9.02 where tanh rounds to +-1: at most 6 ULP
+ * (3.3e-7 absolute), measured by the C test over the whole range.
+ * tanh, double: an odd rational for |x| < 0.625 (Cephes' coefficients),
  * 1 - 2/(exp(2|x|) + 1) with the sign restored above; saturates to +-1.
  */
 #ifndef BMF_SIMD_H
@@ -437,21 +441,28 @@ BMF_ALWAYS_INLINE bmf_vd bmf_vd_exp(bmf_vd x)
 
 /* ---- tanh --------------------------------------------------------------- */
 
+/* float: a rational function with no exp, short enough to sit on the RNN's
+ * step-to-step critical path (about half the latency of the exp form, which
+ * float64 keeps). */
 BMF_ALWAYS_INLINE bmf_vf bmf_vf_tanh(bmf_vf x)
 {
     const bmf_vfi sign_bit = (bmf_vfi)bmf_vf_set1(-0.0f);
+    x = bmf_vf_clamp(x, -9.02f, 9.02f); /* tanh rounds to +-1 beyond; NaN stays */
     bmf_vf ax = (bmf_vf)((bmf_vfi)x & ~sign_bit);
-    bmf_vf z = x * x;
-    bmf_vf small = bmf_vf_set1(-5.70498872745e-3f);
-    small = small * z + 2.06390887954e-2f;
-    small = small * z - 5.37397155531e-2f;
-    small = small * z + 1.33314422036e-1f;
-    small = small * z - 3.33332819422e-1f;
-    small = small * z * x + x;
-    bmf_vf e = bmf_vf_exp(ax + ax);
-    bmf_vf big = 1.0f - 2.0f / (e + 1.0f);
-    big = (bmf_vf)((bmf_vfi)big | ((bmf_vfi)x & sign_bit));
-    return bmf_vf_select(ax < 0.625f, small, big);
+    bmf_vf s = x * x;
+    bmf_vf p = bmf_vf_set1(1.331923299e-8f);
+    p = p * s + 2.058359680e-5f;
+    p = p * s + 3.494041522e-3f;
+    p = p * s + 1.337972378e-1f;
+    p = p * s + 9.999999790e-1f;
+    bmf_vf q = bmf_vf_set1(7.762085205e-7f);
+    q = q * s + 3.283104273e-4f;
+    q = q * s + 2.587109961e-2f;
+    q = q * s + 4.671303901e-1f;
+    q = q * s + 1.0f;
+    bmf_vf t = ax * p / q;
+    t = bmf_vf_select(t > 1.0f, bmf_vf_set1(1.0f), t); /* rounding crosses 1 above |x| = 8 */
+    return (bmf_vf)((bmf_vfi)t | ((bmf_vfi)x & sign_bit));
 }
 
 BMF_ALWAYS_INLINE bmf_vd bmf_vd_tanh(bmf_vd x)

@@ -121,6 +121,54 @@ static void test_rnn(size_t T, size_t B, size_t I, size_t H)
     free(x32); free(h032); free(Wx32); free(Wh32); free(b32); free(got32); free(ref32); free(ref64);
 }
 
+/* The vectorised tanh, in ULP of the true value, through the kernel itself:
+ * one step with Wx = identity and Wh, b, h0 = 0 gives out = tanh(x) exactly
+ * as the recurrence applies it; never above 1 in magnitude.  x: every 127th float in [2^-30, 10], both
+ * signs (the fit's whole range and its saturation), plus 0. */
+static void test_tanh_accuracy(void)
+{
+    enum { H = 16 };
+    size_t n = 0, cap = 8 << 20;
+    float *x32 = malloc(cap * sizeof *x32);
+    for (float v = 0x1p-30f; v <= 10.0f && n + 2 <= cap;) {
+        x32[n++] = v;
+        x32[n++] = -v;
+        unsigned bits;
+        memcpy(&bits, &v, sizeof bits);
+        bits += 127;
+        memcpy(&v, &bits, sizeof v);
+    }
+    x32[n++] = 0.0f;
+    size_t rows = (n + H - 1) / H;
+    for (; n < rows * H; n++) x32[n] = 0.5f;
+    double *x = malloc(n * sizeof *x), *y = malloc(n * sizeof *y);
+    double *Wx = calloc(H * H, sizeof *Wx), *zero = calloc(rows * H > H * H ? rows * H : H * H, sizeof *zero);
+    float *Wx32 = calloc(H * H, sizeof *Wx32), *zero32 = calloc(rows * H > H * H ? rows * H : H * H, sizeof *zero32);
+    float *y32 = malloc(n * sizeof *y32);
+    for (size_t i = 0; i < n; i++) x[i] = x32[i];
+    for (size_t i = 0; i < H; i++) Wx[i * H + i] = Wx32[i * H + i] = 1;
+    bmf_rnn_f64(1, rows, H, H, x, zero, Wx, zero, zero, y, 2);
+    bmf_rnn_f32(1, rows, H, H, x32, zero32, Wx32, zero32, zero32, y32, 2);
+    double u64 = 0, u32 = 0;
+    for (size_t i = 0; i < n; i++) {
+        double want = tanh(x[i]);
+        if (want == 0) {
+            if (y[i] != 0 || y32[i] != 0) u64 = u32 = INFINITY;
+            continue;
+        }
+        double e64 = fabs(y[i] - want) / ldexp(1, ilogb(want) - 52);
+        double e32 = fabs(y32[i] - want) / ldexp(1, ilogb(want) - 23);
+        if (!(e64 <= u64)) u64 = e64;
+        if (!(e32 <= u32)) u32 = e32;
+        if (!(fabs(y[i]) <= 1 && fabsf(y32[i]) <= 1)) u64 = u32 = INFINITY; /* |tanh| > 1 */
+    }
+    int ok = u64 <= 3 && u32 <= 6;
+    failures += !ok;
+    printf("%-6s %-7s tanh over %zu values: max %.2f ULP (f64), %.2f ULP (f32)\n",
+           ok ? "ok" : "FAIL", bmf_isa_name(bmf_get_isa()), n, u64, u32);
+    free(x32); free(x); free(y); free(Wx); free(zero); free(Wx32); free(zero32); free(y32);
+}
+
 static void test_attention(size_t Lq, size_t Lk, size_t B, size_t nh, size_t Dk,
                            size_t Dv, int with_mask, int causal)
 {
@@ -218,6 +266,7 @@ int main(void)
            bmf_openmp_enabled());
     for (int level = bmf_cpu_isa(); level >= BMF_ISA_BASELINE; level--) {
         bmf_set_isa(level);
+        test_tanh_accuracy();
         test_rnn(5, 3, 7, 13);
         test_rnn(4, 1, 1, 257);
         test_rnn(3, 9, 40, 33);
