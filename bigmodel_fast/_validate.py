@@ -33,26 +33,29 @@ def _as_array(name, value):
     return arr
 
 
-def _as_arrays(names, values):
-    """_as_array of each value; the common case (all floating ndarrays) in one quick loop."""
-    for value in values:
-        if type(value) is not np.ndarray or value.dtype.kind != "f":
-            return [_as_array(n, v) for n, v in zip(names, values)]
-    return values
-
-
 _FLOAT32, _FLOAT64 = np.dtype(np.float32), np.dtype(np.float64)
+
+
+def _ready_dtype(arrays):
+    """float32 or float64 when every array is already what the kernels take (a
+    C-contiguous ndarray, all of that one dtype), else None: the common case,
+    recognised in one quick pass so that it skips the conversions below."""
+    dtype = arrays[0].dtype if type(arrays[0]) is np.ndarray else None
+    if dtype is not _FLOAT32 and dtype is not _FLOAT64:
+        return None
+    for a in arrays:
+        if type(a) is not np.ndarray or a.dtype is not dtype or not a.flags.c_contiguous:
+            return None
+    return dtype
+
+
+def _as_arrays(names, values, ready):
+    """_as_array of each value (nothing to do when _ready_dtype found a dtype)."""
+    return values if ready is not None else [_as_array(n, v) for n, v in zip(names, values)]
 
 
 def _dtypes(arrays):
     """(result dtype, compute dtype) for the non-mask inputs, per SPEC.md."""
-    first = arrays[0].dtype
-    if first is _FLOAT32 or first is _FLOAT64:
-        for a in arrays:
-            if a.dtype is not first:
-                break
-        else:
-            return first, first   # the common case, without the general promotion
     result = np.result_type(*arrays)
     if result.kind in "biu":
         result = np.dtype(np.float64)
@@ -67,13 +70,10 @@ def _contiguous(arr, dtype):
     return np.ascontiguousarray(arr, dtype=dtype)
 
 
-def _contiguous_inputs(names, arrays, dtype):
-    """{name: _contiguous(array, dtype)}, the kernels' inputs (no copy, quickly,
-    in the common case)."""
-    for a in arrays:
-        if a.dtype is not dtype or not a.flags.c_contiguous:
-            arrays = [_contiguous(a, dtype) for a in arrays]
-            break
+def _contiguous_inputs(names, arrays, dtype, ready):
+    """{name: array as a C-contiguous array of dtype}, the kernels' inputs."""
+    if ready is None:
+        arrays = [_contiguous(a, dtype) for a in arrays]
     return dict(zip(names, arrays))
 
 
@@ -149,7 +149,8 @@ _RNN_INPUTS = ("x", "h0", "Wx", "Wh", "b")
 
 
 def prepare_rnn(x, h0, Wx, Wh, b, num_threads=None, out=None):
-    x, h0, Wx, Wh, b = _as_arrays(_RNN_INPUTS, (x, h0, Wx, Wh, b))
+    ready = _ready_dtype((x, h0, Wx, Wh, b))
+    x, h0, Wx, Wh, b = _as_arrays(_RNN_INPUTS, (x, h0, Wx, Wh, b), ready)
     x_shape = x.shape  # as passed, for messages
     if x.ndim == 2:
         x = x[:, :, None]  # (T, B): one input feature, as the seed's docstring
@@ -164,11 +165,11 @@ def prepare_rnn(x, h0, Wx, Wh, b, num_threads=None, out=None):
         if arr.shape != want:
             raise ValueError(f"{name} must have shape {want} for x of shape {x_shape} and "
                              f"h0 of shape {h0.shape}, got {arr.shape}")
-    result, compute = _dtypes([x, h0, Wx, Wh, b])
+    result, compute = (ready, ready) if ready is not None else _dtypes([x, h0, Wx, Wh, b])
     n = check_num_threads(num_threads)
     shape = (T, B, H)
     out = _check_out(out, shape, result)
-    inputs = _contiguous_inputs(_RNN_INPUTS, (x, h0, Wx, Wh, b), compute)
+    inputs = _contiguous_inputs(_RNN_INPUTS, (x, h0, Wx, Wh, b), compute, ready)
     return Prepared(inputs, shape, result, compute, out, n)
 
 
@@ -199,7 +200,8 @@ def _mask_4d(mask, B, heads, Lq, Lk):
 
 def prepare_attention(Q, K, V, mask=None, num_heads=1, causal=False, scale=None,
                       num_threads=None, out=None):
-    Q, K, V = _as_arrays(("Q", "K", "V"), (Q, K, V))
+    ready = _ready_dtype((Q, K, V))
+    Q, K, V = _as_arrays(("Q", "K", "V"), (Q, K, V), ready)
     for name, arr, layout in (("Q", Q, "(Lq, B, E)"), ("K", K, "(Lk, B, E)"), ("V", V, "(Lk, B, Ev)")):
         if arr.ndim != 3:
             raise ValueError(f"{name} must be 3-D {layout}, got shape {arr.shape}")
@@ -227,7 +229,7 @@ def prepare_attention(Q, K, V, mask=None, num_heads=1, causal=False, scale=None,
     elif isinstance(scale, (bool, np.bool_)) or not isinstance(scale, numbers.Real):
         raise TypeError(f"scale must be None or a real number, got {scale!r}")
     scale = float(scale)
-    result, compute = _dtypes([Q, K, V])
+    result, compute = (ready, ready) if ready is not None else _dtypes([Q, K, V])
     n = check_num_threads(num_threads)
     shape = (Lq, B, Ev)
     out = _check_out(out, shape, result)
@@ -244,7 +246,7 @@ def prepare_attention(Q, K, V, mask=None, num_heads=1, causal=False, scale=None,
         m4 = np.ascontiguousarray(m4, dtype=bool if m4.dtype.kind == "b" else compute)
         # Broadcast view: stride 0 where a size of 1 stands for many.
         mask4 = np.broadcast_to(m4, (B, heads, Lq, Lk))
-    inputs = _contiguous_inputs(("Q", "K", "V"), (Q, K, V), compute)
+    inputs = _contiguous_inputs(("Q", "K", "V"), (Q, K, V), compute, ready)
     inputs["mask"] = mask4
     return Prepared(inputs, shape, result, compute, out, n,
                     heads=heads, causal=bool(causal), scale=scale)
