@@ -38,13 +38,16 @@ _FLOAT32, _FLOAT64 = np.dtype(np.float32), np.dtype(np.float64)
 
 def _ready_dtype(arrays):
     """float32 or float64 when every array is already what the kernels take (a
-    C-contiguous ndarray, all of that one dtype), else None: the common case,
+    C-contiguous, aligned ndarray, all of that one dtype), else None: the common case,
     recognised in one quick pass so that it skips the conversions below."""
     dtype = arrays[0].dtype if type(arrays[0]) is np.ndarray else None
     if dtype is not _FLOAT32 and dtype is not _FLOAT64:
         return None
     for a in arrays:
-        if type(a) is not np.ndarray or a.dtype is not dtype or not a.flags.c_contiguous:
+        if type(a) is not np.ndarray or a.dtype is not dtype:
+            return None
+        flags = a.flags
+        if not (flags.c_contiguous and flags.aligned):
             return None
     return dtype
 
@@ -64,10 +67,12 @@ def _dtypes(arrays):
 
 
 def _contiguous(arr, dtype):
-    """arr as a C-contiguous array of dtype, copied only when it is not one."""
-    if arr.dtype is dtype and arr.flags.c_contiguous:
+    """arr as a C-contiguous, aligned array of dtype (the C kernels read it
+    through typed pointers), copied only when it is not one."""
+    flags = arr.flags
+    if arr.dtype is dtype and flags.c_contiguous and flags.aligned:
         return arr
-    return np.ascontiguousarray(arr, dtype=dtype)
+    return np.require(arr, dtype, "CA")
 
 
 def _contiguous_inputs(names, arrays, dtype, ready):
@@ -131,7 +136,7 @@ class Prepared:
     def run(self, kernel):
         """kernel(self, dest) fills dest (C-contiguous, compute dtype)."""
         out = self.user_out
-        direct = (out is not None and out.dtype == self.compute_dtype
+        direct = (out is not None and out.dtype == self.compute_dtype and out.flags.aligned
                   and not any(np.may_share_memory(out, a) for a in self.inputs.values()
                               if a is not None))
         dest = out if direct else np.empty(self.shape, self.compute_dtype)
@@ -243,7 +248,7 @@ def prepare_attention(Q, K, V, mask=None, num_heads=1, causal=False, scale=None,
         m4 = _mask_4d(mask, B, heads, Lq, Lk)
         # Boolean masks stay bytes (the kernels read them as such); floating
         # masks are cast to the compute dtype.
-        m4 = np.ascontiguousarray(m4, dtype=bool if m4.dtype.kind == "b" else compute)
+        m4 = _contiguous(m4, np.dtype(bool) if m4.dtype.kind == "b" else compute)
         # Broadcast view: stride 0 where a size of 1 stands for many.
         mask4 = np.broadcast_to(m4, (B, heads, Lq, Lk))
     inputs = _contiguous_inputs(("Q", "K", "V"), (Q, K, V), compute, ready)

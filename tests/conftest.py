@@ -83,7 +83,7 @@ def attention_inputs(rng, Lq, Lk, B, E, Ev, dtype=np.float64):
     return tuple(a.astype(dtype) for a in (Q, K, V))
 
 
-LAYOUTS = ("C", "F", "strided", "reversed", "readonly")
+LAYOUTS = ("C", "F", "strided", "reversed", "readonly", "misaligned")
 
 
 def with_layout(a, layout):
@@ -103,6 +103,10 @@ def with_layout(a, layout):
     if layout == "readonly":
         r = np.array(a)
         r.flags.writeable = False
+        return r
+    if layout == "misaligned":     # C-contiguous, one byte off an element boundary
+        r = np.zeros(a.nbytes + 1, np.uint8)[1:].view(a.dtype).reshape(a.shape)
+        r[...] = a
         return r
     raise ValueError(layout)
 

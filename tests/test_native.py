@@ -280,6 +280,11 @@ def test_out(isa, rng, dtype):
     Q2 = Q.copy()
     assert bf.attention(Q2, Q2, Q2, num_heads=2, out=Q2) is Q2
     assert_close(Q2, ref.attention(Q, Q, Q, num_heads=2))
+    # A C-contiguous out off an element boundary: written through a copy.
+    out = with_layout(np.full((6, 2, 8), np.nan, dtype), "misaligned")
+    assert not out.flags.aligned and out.flags.c_contiguous
+    assert bf.attention(Q, K, V, num_heads=2, out=out) is out
+    assert_close(out, ref.attention(Q, K, V, num_heads=2))
     # out=x (I == H): x must be read in full before out is written.
     x, h0, Wx, Wh, b = rnn_inputs(rng, 4, 2, 11, 11, dtype=dtype)
     expected = ref.rnn(x, h0, Wx, Wh, b)
