@@ -76,7 +76,7 @@ def _contiguous(arr, dtype):
 
 
 def _contiguous_inputs(names, arrays, dtype, ready):
-    """{name: array as a C-contiguous array of dtype}, the kernels' inputs."""
+    """{name: the array as a C-contiguous, aligned array of dtype}: the kernels' inputs."""
     if ready is None:
         arrays = [_contiguous(a, dtype) for a in arrays]
     return dict(zip(names, arrays))
