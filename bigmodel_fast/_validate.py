@@ -36,6 +36,13 @@ def _as_array(name, value):
 _FLOAT32, _FLOAT64 = np.dtype(np.float32), np.dtype(np.float64)
 
 
+def _kernel_ready(arr, dtype):
+    """arr is C-contiguous, aligned (the C kernels read it through typed
+    pointers) and of dtype: the kernels take it as it is."""
+    flags = arr.flags
+    return arr.dtype is dtype and flags.c_contiguous and flags.aligned
+
+
 def _ready_dtype(arrays):
     """float32 or float64 when every array is already what the kernels take (a
     C-contiguous, aligned ndarray, all of that one dtype), else None: the common case,
@@ -44,10 +51,7 @@ def _ready_dtype(arrays):
     if dtype is not _FLOAT32 and dtype is not _FLOAT64:
         return None
     for a in arrays:
-        if type(a) is not np.ndarray or a.dtype is not dtype:
-            return None
-        flags = a.flags
-        if not (flags.c_contiguous and flags.aligned):
+        if type(a) is not np.ndarray or not _kernel_ready(a, dtype):
             return None
     return dtype
 
@@ -67,12 +71,8 @@ def _dtypes(arrays):
 
 
 def _contiguous(arr, dtype):
-    """arr as a C-contiguous, aligned array of dtype (the C kernels read it
-    through typed pointers), copied only when it is not one."""
-    flags = arr.flags
-    if arr.dtype is dtype and flags.c_contiguous and flags.aligned:
-        return arr
-    return np.require(arr, dtype, "CA")
+    """arr as a C-contiguous, aligned array of dtype, copied only when it is not one."""
+    return arr if _kernel_ready(arr, dtype) else np.require(arr, dtype, "CA")
 
 
 def _contiguous_inputs(names, arrays, dtype, ready):

@@ -144,7 +144,6 @@ BMF_ALWAYS_INLINE bmf_vd bmf_vd_mul_rounded(bmf_vd a, bmf_vd b)
     return p;
 }
 
-
 /* Boolean masks arrive as bytes (nonzero = may attend).  These give an
  * all-ones lane where the byte is 0 (the key is removed); only the first n
  * bytes are read, lanes past n count as removed. */
