@@ -74,16 +74,11 @@ static int KFN(att_tile_masked)(const KFN(att_ctx) *c, const REAL *mask_bh,
 
 static REAL KFN(att_exp1)(REAL x) { return V(exp)(V(set1)(x))[0]; }
 
-/* Key-major P.V: a group's segments of consecutive V rows are B*Ev elements
- * apart (contiguous only when the group holds every head): fetch the
- * segment this many rows ahead. */
-#define BMF_ATT_PREFETCH_ROWS 4
-/* Key-major P.V: keys per block (each O vector loaded and stored once). */
+/* Key-major P.V: keys per block (each O vector loaded and stored once).
+ * No software prefetch: the hardware prefetcher follows the key-ordered
+ * streams, and fetching V rows 4 ahead in software made decoding 1.25x
+ * slower (ab_kernels, 2 threads, K and V in L3). */
 #define BMF_ATT_PV_KEYS 4
-static inline void KFN(att_prefetch)(const REAL *p, size_t n)
-{
-    for (size_t j = 0; j < n; j += 64 / sizeof(REAL)) __builtin_prefetch(p + j);
-}
 
 /* True when rows [0, n) x columns [0, d) of A (row stride ld) are all finite:
  * x - x is 0 for a number and NaN for NaN or +-inf.  Four accumulators, so
@@ -352,11 +347,20 @@ static void KFN(att_item_key_major)(const KFN(att_ctx) *c, size_t item, REAL *S)
                     const REAL *q = Qg + r * c->ld_q + g * Dk, *k = kblock + g * Dk;
                     VEC acc[VL];
                     for (size_t jj = 0; jj < VL; jj++) acc[jj] = V(set1)(0);
-                    for (size_t d = 0; d < Dk; d += VL) {
-                        VEC qv = V(load_partial)(q + d, Dk - d);
-                        for (size_t jj = 0; jj < VL; jj++)
-                            if (jj < nj)
-                                acc[jj] += qv * V(load_partial)(k + jj * c->ld_q + d, Dk - d);
+                    if (nj == VL && Dk % VL == 0) {
+                        /* the common block, without a test: acc stays in registers */
+                        for (size_t d = 0; d < Dk; d += VL) {
+                            VEC qv = V(load)(q + d);
+                            for (size_t jj = 0; jj < VL; jj++)
+                                acc[jj] += qv * V(load)(k + jj * c->ld_q + d);
+                        }
+                    } else {
+                        for (size_t d = 0; d < Dk; d += VL) {
+                            VEC qv = V(load_partial)(q + d, Dk - d);
+                            for (size_t jj = 0; jj < VL; jj++)
+                                if (jj < nj)
+                                    acc[jj] += qv * V(load_partial)(k + jj * c->ld_q + d, Dk - d);
+                        }
                     }
                     V(store)(S + (g * nq + r) * BK + jb, V(hsum_lanes)(acc));
                 }
@@ -386,8 +390,6 @@ static void KFN(att_item_key_major)(const KFN(att_ctx) *c, size_t item, REAL *S)
         for (size_t jb = 0; jb < nk; jb += BMF_ATT_PV_KEYS) {
             size_t nb = nk - jb < BMF_ATT_PV_KEYS ? nk - jb : BMF_ATT_PV_KEYS;
             const REAL *vrow = Vg + (j0 + jb) * c->ld_v;
-            for (size_t jj = 0; jj < nb && j0 + jb + jj + BMF_ATT_PREFETCH_ROWS < k1; jj++)
-                KFN(att_prefetch)(vrow + (jj + BMF_ATT_PREFETCH_ROWS) * c->ld_v, ng * Dv);
             for (size_t g = 0; g < ng; g++) {
                 if (skip[g]) continue;
                 REAL *O = KFN(att_partial)(c, bh0 + g, chunk) + 2 * nq;
@@ -396,6 +398,19 @@ static void KFN(att_item_key_major)(const KFN(att_ctx) *c, size_t item, REAL *S)
                     for (size_t jj = 0; jj < BMF_ATT_PV_KEYS; jj++)
                         p[jj] = jj < nb ? S[(g * nq + r) * BK + jb + jj] : 0;
                     REAL *o = O + r * Dv_pad;
+                    if (nb == BMF_ATT_PV_KEYS && v_finite && Dv % VL == 0) {
+                        /* the common block, without a test (same order of additions) */
+                        const REAL *vg = vrow + g * Dv;
+                        VEC pv[BMF_ATT_PV_KEYS];
+                        for (size_t jj = 0; jj < BMF_ATT_PV_KEYS; jj++) pv[jj] = V(set1)(p[jj]);
+                        for (size_t d = 0; d < Dv; d += VL) {
+                            VEC acc = V(load)(o + d);
+                            for (size_t jj = 0; jj < BMF_ATT_PV_KEYS; jj++)
+                                acc += pv[jj] * V(load)(vg + jj * c->ld_v + d);
+                            V(store)(o + d, acc);
+                        }
+                        continue;
+                    }
                     for (size_t d = 0; d < Dv; d += VL) {
                         VEC acc = V(load)(o + d);
                         for (size_t jj = 0; jj < nb; jj++) {

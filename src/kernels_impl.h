@@ -18,7 +18,7 @@
 #define BMF_NV1 8     /* panels of a one-row tile */
 #define BMF_ATT_BQ (8 * BMF_MR) /* query rows per attention block: whole tiles */
 #define BMF_ATT_BK 512 /* keys per attention tile (a multiple of every VL) */
-#define BMF_ATT_BK_KM 64 /* keys per tile of the key-major (decoding) path */
+#define BMF_ATT_BK_KM 128 /* keys per tile of the key-major (decoding) path */
 #define BMF_ATT_GROUP_MAX 64 /* most (batch, head) pairs in a key-major item */
 
 /* How a GEMM tile starts its accumulators (gemm_impl.h). */
