@@ -78,7 +78,7 @@ static REAL KFN(att_exp1)(REAL x) { return V(exp)(V(set1)(x))[0]; }
  * No software prefetch: the hardware prefetcher follows the key-ordered
  * streams, and fetching V rows 4 ahead in software made decoding 1.25x
  * slower (ab_kernels, 2 threads, K and V in L3). */
-#define BMF_ATT_PV_KEYS 4
+#define BMF_ATT_PV_KEYS 8
 
 /* True when rows [0, n) x columns [0, d) of A (row stride ld) are all finite:
  * x - x is 0 for a number and NaN for NaN or +-inf.  Four accumulators, so
