@@ -142,8 +142,8 @@ ATTENTION_CASES = {       # Lq, Lk, B, E, Ev, heads, causal, mask form
     "Dk300": (5, 200, 1, 300, 20, 1, False, "2d"),
     "Dv200": (35, 150, 1, 16, 200, 1, True, None),
     "many-heads": (3, 20, 7, 64, 48, 16, False, "3d-batch-head-bool"),
-    # 12 pairs of short queries: each thread packs and runs whole pairs
-    "pairs-as-items-causal": (40, 70, 3, 48, 48, 4, True, "4d-padding"),
+    # 16 pairs of short queries, enough work for 3 threads: each packs and runs whole pairs
+    "pairs-as-items-causal": (40, 300, 4, 64, 64, 4, True, "4d-padding"),
 }
 
 
