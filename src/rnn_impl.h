@@ -3,7 +3,7 @@
  *
  * 1. Input projection for every step at once, written straight into out:
  *    out[t, b, :] = x[t, b, :] Wx^T + b (one blocked matrix product, rows
- *    split across threads).
+ *    handed out to the threads in chunks, dynamically).
  * 2. The recurrence in ONE parallel region for the whole sequence (the
  *    "persistent RNN"): thread j owns the same panels of hidden units at every
  *    step, packs its rows of Wh once so they stay in its cache, and computes
@@ -19,7 +19,11 @@ typedef struct {
     const REAL *x, *h0, *Wx, *Wh, *b;
     REAL *out, *Wx_packed, *Wh_packed;
     bmf_progress *progress; /* per thread: steps finished */
+    size_t next_rows;       /* projection: the next chunk of rows to hand out */
 } KFN(rnn_ctx);
+
+/* Row tiles per dynamically handed-out chunk of the input projection. */
+#define BMF_RNN_PROJECTION_TILES 16
 
 static void KFN(rnn_projection_body)(void *arg, int tid, int nt)
 {
@@ -32,14 +36,15 @@ static void KFN(rnn_projection_body)(void *arg, int tid, int nt)
     if (g0 * group < p1)
         KFN(pack_panels)(c->Wx, c->I, c->H, c->I, g0 * group, p1, group, 1, c->Wx_packed);
     bmf_barrier(nt);
-    /* Rows split in whole tiles so that only the last thread has a ragged one. */
-    size_t tiles = (rows + BMF_MR - 1) / BMF_MR;
-    bmf_split_range(tiles, tid, nt, &m0, &m1);
-    m0 *= BMF_MR;
-    m1 = m1 * BMF_MR < rows ? m1 * BMF_MR : rows;
-    if (m0 < m1)
+    /* Chunks of whole tiles (only the last one ragged), handed out
+     * dynamically: a thread slowed by another process takes fewer. */
+    size_t chunk = BMF_RNN_PROJECTION_TILES * BMF_MR, n_chunks = (rows + chunk - 1) / chunk;
+    for (size_t i; (i = bmf_next_item(&c->next_rows)) < n_chunks;) {
+        m0 = i * chunk;
+        m1 = m0 + chunk < rows ? m0 + chunk : rows;
         KFN(gemm_block)(m0, m1, 0, c->n_panels, c->n_panels, group, c->I, c->x, c->I,
                         c->Wx_packed, 0, c->out, c->H, c->H, BMF_INIT_BIAS, c->b, 0, 0);
+    }
 }
 
 static void KFN(rnn_recurrence_body)(void *arg, int tid, int nt)
@@ -85,7 +90,7 @@ int KFN(rnn)(size_t T, size_t B, size_t I, size_t H, const REAL *x,
 {
     if (T == 0 || B == 0 || H == 0) return 0;
     size_t n_panels = (H + VL - 1) / VL;
-    KFN(rnn_ctx) c = {T, B, I, H, n_panels, x, h0, Wx, Wh, b, out, NULL, NULL, NULL};
+    KFN(rnn_ctx) c = {T, B, I, H, n_panels, x, h0, Wx, Wh, b, out, NULL, NULL, NULL, 0};
     size_t proj_work = T * B * H * (I + 1) / BMF_RNN_MIN_PROJECTION_MACS_PER_THREAD + 1;
     int nt_proj = bmf_threads_for(n_threads, proj_work < n_panels * T ? proj_work : n_panels * T);
     size_t step_work = B * H * H / BMF_RNN_MIN_MACS_PER_THREAD + 1;
