@@ -4,6 +4,8 @@ NumPy reference is held to."""
 
 import contextlib
 import math
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,12 +18,22 @@ TOLERANCE = {np.dtype(name): tol for name, tol in bf.reference.TOLERANCE.items()
 
 ISA_ORDER = ("baseline", "avx2", "avx512")
 
-# Keys per tile of attention's tiled path (src/kernels_impl.h BMF_ATT_BK) and
-# of its key-major (decoding) path (BMF_ATT_BK_KM): the tests mask whole tiles
-# and pick key lengths around them.  A range aligned to KEY_TILE is whole
-# tiles of both.  TILED_LK: two whole tiles and a partial one.
-KEY_TILE = 512
-KEY_TILE_KEY_MAJOR = 64
+
+
+def _kernel_constant(name):
+    """A #define of src/kernels_impl.h, read from the source so that the
+    tests follow the kernels' tile sizes."""
+    header = Path(__file__).resolve().parent.parent / "src" / "kernels_impl.h"
+    return int(re.search(rf"#define {name} (\d+)", header.read_text()).group(1))
+
+
+# Keys per tile of attention's tiled path (BMF_ATT_BK) and of its key-major
+# (decoding) path (BMF_ATT_BK_KM): the tests mask whole tiles and pick key
+# lengths around them.  A range aligned to KEY_TILE is whole tiles of both.
+# TILED_LK: two whole tiles and a partial one.
+KEY_TILE = _kernel_constant("BMF_ATT_BK")
+KEY_TILE_KEY_MAJOR = _kernel_constant("BMF_ATT_BK_KM")
+assert KEY_TILE % KEY_TILE_KEY_MAJOR == 0
 TILED_LK = 2 * KEY_TILE + 76
 
 
