@@ -605,7 +605,8 @@ int KFN(attention)(size_t Lq, size_t Lk, size_t B, size_t heads, size_t Dk,
     int use_partials = c.key_major || c.n_chunks > 1;
     /* Short queries and many (batch, head) pairs per thread: the thread that
      * packs a pair's K and V also uses them, from its own cache, and no
-     * barrier waits for all packing to end (attn-short: 0.86x of its time).
+     * barrier waits for all packing to end (attn-short: 0.86-0.92x of its
+     * time).
      * With long queries the packing is a negligible share. */
     c.bh_major = !use_partials && Lq <= BMF_ATT_BH_MAJOR_MAX_Q
                  && n_bh >= BMF_ATT_BH_MAJOR_PER_THREAD * (size_t)nt;

@@ -19,7 +19,6 @@ TOLERANCE = {np.dtype(name): tol for name, tol in bf.reference.TOLERANCE.items()
 ISA_ORDER = ("baseline", "avx2", "avx512")
 
 
-
 def _kernel_constant(name):
     """A #define of src/kernels_impl.h, read from the source so that the
     tests follow the kernels' tile sizes."""
