@@ -606,8 +606,7 @@ int KFN(attention)(size_t Lq, size_t Lk, size_t B, size_t heads, size_t Dk,
     /* Short queries and many (batch, head) pairs per thread: the thread that
      * packs a pair's K and V also uses them, from its own cache, and no
      * barrier waits for all packing to end (attn-short: 0.86-0.92x of its
-     * time).
-     * With long queries the packing is a negligible share. */
+     * time).  With long queries the packing is a negligible share. */
     c.bh_major = !use_partials && Lq <= BMF_ATT_BH_MAJOR_MAX_Q
                  && n_bh >= BMF_ATT_BH_MAJOR_PER_THREAD * (size_t)nt;
     c.n_ktiles = (Lk + BMF_ATT_BK - 1) / BMF_ATT_BK;
