@@ -464,6 +464,16 @@ static void KFN(att_pack_tile)(const KFN(att_ctx) *c, size_t u)
     c->v_tile_finite[u] = (unsigned char)KFN(att_rows_finite)(vdst, c->Dv_pad, nk, c->Dv);
 }
 
+/* Tiled path with one key chunk: runs block blk = (batch, head, query
+ * block) in the thread's scratch and writes its output rows. */
+static void KFN(att_block)(const KFN(att_ctx) *c, size_t blk, REAL *scratch)
+{
+    size_t rows = c->rows_per_item;
+    REAL *m = scratch, *l = m + rows, *O = l + rows;
+    KFN(att_item)(c, blk, m, l, O, O + rows * c->Dv_pad);
+    KFN(att_write_rows)(c, blk / c->n_qblocks, blk % c->n_qblocks, l, O);
+}
+
 static void KFN(att_body)(void *arg, int tid, int nt)
 {
     KFN(att_ctx) *c = arg;
@@ -474,11 +484,8 @@ static void KFN(att_body)(void *arg, int tid, int nt)
     if (c->bh_major) { /* one (batch, head) at a time: packs, then all its query blocks */
         for (size_t bh; (bh = bmf_next_item(&c->next_item)) < c->B * c->heads;) {
             for (size_t t = 0; t < c->n_ktiles; t++) KFN(att_pack_tile)(c, bh * c->n_ktiles + t);
-            for (size_t qb = 0; qb < c->n_qblocks; qb++) {
-                REAL *m = scratch, *l = m + rows, *O = l + rows;
-                KFN(att_item)(c, bh * c->n_qblocks + qb, m, l, O, O + rows * c->Dv_pad);
-                KFN(att_write_rows)(c, bh, qb, l, O);
-            }
+            for (size_t qb = 0; qb < c->n_qblocks; qb++)
+                KFN(att_block)(c, bh * c->n_qblocks + qb, scratch);
         }
         return;
     }
@@ -493,9 +500,7 @@ static void KFN(att_body)(void *arg, int tid, int nt)
         if (c->key_major) {
             KFN(att_item_key_major)(c, item, scratch);
         } else if (c->n_chunks == 1) {
-            REAL *m = scratch, *l = m + rows, *O = l + rows;
-            KFN(att_item)(c, item, m, l, O, O + rows * c->Dv_pad);
-            KFN(att_write_rows)(c, item / c->n_qblocks, item % c->n_qblocks, l, O);
+            KFN(att_block)(c, item, scratch);
         } else {
             REAL *m = KFN(att_partial)(c, item / c->n_chunks, item % c->n_chunks);
             REAL *l = m + rows, *O = l + rows;

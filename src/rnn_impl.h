@@ -29,7 +29,7 @@ static void KFN(rnn_projection_body)(void *arg, int tid, int nt)
 {
     KFN(rnn_ctx) *c = arg;
     size_t rows = c->T * c->B, group = KFN(gemm_group)(rows);
-    size_t g0, g1, m0, m1;
+    size_t g0, g1;
     /* Whole groups per thread, so the packed layout matches gemm_block's. */
     bmf_split_range((c->n_panels + group - 1) / group, tid, nt, &g0, &g1);
     size_t p1 = g1 * group < c->n_panels ? g1 * group : c->n_panels;
@@ -40,8 +40,7 @@ static void KFN(rnn_projection_body)(void *arg, int tid, int nt)
      * dynamically: a thread slowed by another process takes fewer. */
     size_t chunk = BMF_RNN_PROJECTION_TILES * BMF_MR, n_chunks = (rows + chunk - 1) / chunk;
     for (size_t i; (i = bmf_next_item(&c->next_rows)) < n_chunks;) {
-        m0 = i * chunk;
-        m1 = m0 + chunk < rows ? m0 + chunk : rows;
+        size_t m0 = i * chunk, m1 = m0 + chunk < rows ? m0 + chunk : rows;
         KFN(gemm_block)(m0, m1, 0, c->n_panels, c->n_panels, group, c->I, c->x, c->I,
                         c->Wx_packed, 0, c->out, c->H, c->H, BMF_INIT_BIAS, c->b, 0, 0);
     }
