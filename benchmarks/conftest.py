@@ -79,6 +79,7 @@ def _run_case(benchmark, impl, shape, inputs, threads):
     benchmark.extra_info.update(kernel=shape.kernel, dims=shape.dims, dtype=shape.dtype,
                                 flops=shape.flops, threads=threads, implementation=impl,
                                 backend=bf.backend())
+    time.sleep(_bench.DEFAULT_SETTLE)     # the reference's BLAS threads, just used, go idle
     start = time.perf_counter()
     fn()                                  # warm-up, and the cost estimate for the rounds
     once = max(time.perf_counter() - start, 1e-7)

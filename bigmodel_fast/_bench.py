@@ -164,9 +164,10 @@ def max_abs_error(result, expected):
 # ---------------------------------------------------------------- timing
 
 # Before each timed sample: long enough for another library's worker threads
-# to go idle (OpenBLAS's spin and yield for ~0.1 s after a call, and would
-# otherwise steal cores from whatever is timed next).
-DEFAULT_SETTLE = 0.1
+# to go idle (OpenBLAS's spin and yield for 2**28 TSC cycles after a call,
+# 0.13 s at 2.1 GHz, and would otherwise share cores with whatever is timed
+# next: without torch, the native sample follows the reference's).
+DEFAULT_SETTLE = 0.2
 
 
 def time_interleaved(calls, repeats, sample_time, settle=DEFAULT_SETTLE):
@@ -553,6 +554,7 @@ def describe_machine(argv=None):
             "native_load_error": _backend.native_load_error,
             "openmp": bf.openmp_enabled(),
             "openmp_runtime": openmp_runtime(),
+            "openmp_wait": _backend.openmp_wait_setting,
             "default_threads": bf.get_num_threads(),
             "isa": native.get_isa() if native else None,
             "cpu_isa": native.cpu_isa() if native else None,
@@ -574,7 +576,8 @@ def info_lines():
         f"bigmodel_fast {b['version']}",
         f"backend:          {b['backend']}"
         + (f" (native kernels not loaded: {b['native_load_error']})" if b["native_load_error"] else ""),
-        f"OpenMP:           {'enabled' if b['openmp'] else 'disabled'}; runtime loaded: {b['openmp_runtime']}",
+        f"OpenMP:           {'enabled' if b['openmp'] else 'disabled'}; runtime loaded: {b['openmp_runtime']}"
+        + (f"; idle wait: {b['openmp_wait']}" if b["openmp"] and b["openmp_wait"] else ""),
         f"default threads:  {b['default_threads']} (CPUs usable: {m['cpus_usable']} of {m['cpus']})",
     ]
     if b["isa"] is not None:

@@ -15,7 +15,7 @@ from bigmodel_fast import _bench
 from bigmodel_fast.__main__ import main
 from bigmodel_fast.bench_shapes import standard_shapes
 
-FAST = ["--repeats", "1", "--sample-time", "0", "--no-torch"]
+FAST = ["--repeats", "1", "--sample-time", "0", "--settle", "0", "--no-torch"]
 
 
 @pytest.fixture(scope="module")

@@ -128,3 +128,49 @@ def test_limit_and_explicit_num_threads_as_seen_by_the_os():
                           timeout=120, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.split() == ["0", "2"], proc.stdout
+
+
+def _gnu_openmp_settings(extra_env, load_openmp_first=False):
+    """In a fresh interpreter: GNU OpenMP's settings as it prints them when it
+    loads (OMP_DISPLAY_ENV), and GOMP_SPINCOUNT as the environment has it
+    after the import."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OMP_", "GOMP_", "KMP_"))}
+    env.pop("BIGMODEL_FAST_BACKEND", None)
+    env.update(OMP_DISPLAY_ENV="VERBOSE", **extra_env)
+    code = "import os, bigmodel_fast; print(os.environ.get('GOMP_SPINCOUNT'))"
+    if load_openmp_first:
+        code = "import ctypes; ctypes.CDLL('libgomp.so.1'); " + code
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stderr, proc.stdout.strip()
+
+
+@pytest.mark.skipif("libgomp" not in {p["prefix"] for p in threadpoolctl.threadpool_info()},
+                    reason="the idle spin is set for GNU OpenMP only")
+def test_short_idle_spin_is_set_while_loading_only():
+    """The package loads GNU OpenMP with a short idle spin (README: "Threads
+    and other libraries"), and leaves the environment as it found it."""
+    shown, after = _gnu_openmp_settings({})
+    assert "GOMP_SPINCOUNT = '10000'" in shown, shown
+    assert after == "None"
+
+
+@pytest.mark.skipif("libgomp" not in {p["prefix"] for p in threadpoolctl.threadpool_info()},
+                    reason="the idle spin is set for GNU OpenMP only")
+@pytest.mark.parametrize("user_env, shown_spin", [({"GOMP_SPINCOUNT": "1234"}, "1234"),
+                                                  ({"OMP_WAIT_POLICY": "passive"}, "0")])
+def test_user_openmp_wait_settings_win(user_env, shown_spin):
+    shown, after = _gnu_openmp_settings(user_env)
+    assert f"GOMP_SPINCOUNT = '{shown_spin}'" in shown, shown
+    assert after == user_env.get("GOMP_SPINCOUNT", "None")
+
+
+@pytest.mark.skipif("libgomp" not in {p["prefix"] for p in threadpoolctl.threadpool_info()},
+                    reason="the idle spin is set for GNU OpenMP only")
+def test_gnu_openmp_loaded_before_keeps_its_setting():
+    """Loaded before the package, GNU OpenMP keeps what it read then (its
+    default), and the package does not touch the environment."""
+    shown, after = _gnu_openmp_settings({}, load_openmp_first=True)
+    assert "GOMP_SPINCOUNT = '300000'" in shown, shown
+    assert after == "None"
