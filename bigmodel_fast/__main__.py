@@ -31,7 +31,8 @@ def build_parser():
     bench.add_argument("--kernel", choices=KERNELS, help="only this kernel's shapes")
     bench.add_argument("--dtype", choices=DTYPES, help="only shapes of this dtype")
     bench.add_argument("--shapes", metavar="NAME,...",
-                       help="only these shapes, by name (e.g. rnn-small,attn-long)")
+                       help="only these shapes, by name (e.g. rnn-small,attn-long); with "
+                            "--quick, their quick variants (rnn-long runs rnn-long-quick)")
     bench.add_argument("--threads", metavar="N,...",
                        help="thread counts; several give a thread-scaling sweep "
                             "(default: bigmodel_fast.get_num_threads())")

@@ -66,7 +66,8 @@ if _requested != "numpy":
     except ImportError as exc:
         if _requested == "native":
             raise ImportError("BIGMODEL_FAST_BACKEND=native, but the compiled kernels of "
-                              f"bigmodel_fast cannot be loaded: {exc}") from exc
+                              "bigmodel_fast cannot be loaded (is the extension built? "
+                              f"`pip install .` compiles it): {exc}") from exc
         native_load_error = str(exc)
 
 _isa_cap = os.environ.get("BIGMODEL_FAST_ISA", "").strip().lower()

@@ -27,9 +27,10 @@ def _as_array(name, value):
     except ValueError as exc:  # ragged nested sequences
         raise ValueError(f"{name} is not a rectangular array: {exc}") from exc
     if arr.dtype.kind in _BAD_KINDS:
+        converted = ("a mask is boolean or floating" if name == "mask" else
+                     "integer and boolean inputs are converted to float64")
         raise TypeError(f"{name} has dtype {arr.dtype} ({_BAD_KINDS[arr.dtype.kind]}); "
-                        "bigmodel_fast computes with real floating-point numbers "
-                        "(integer and boolean inputs are converted to float64)")
+                        f"bigmodel_fast computes with real floating-point numbers ({converted})")
     return arr
 
 
