@@ -57,7 +57,12 @@ typedef struct {
     unsigned char pad[64 - sizeof(size_t)];
 } bmf_progress;
 
-#define BMF_SPINS_BEFORE_YIELD 20000
+/* About 4 us here (a pause is 20 ns on the README's machine): a step's
+ * partner is normally that close.  Longer spins hurt where the kernels'
+ * threads outnumber the cores (e.g. two Python threads each running a
+ * 2-thread RNN on 2 cores): a waiter then often holds the core its partner
+ * needs, and with 20,000 spins such a call took 370 ms instead of 9. */
+#define BMF_SPINS_BEFORE_YIELD 200
 
 static inline void bmf_progress_publish(bmf_progress *self, size_t steps)
 {

@@ -1,4 +1,5 @@
-/* The clock and random inputs of the C benchmarks (bench_kernels, ab_kernels). */
+/* The clock and random inputs of the C benchmarks (bench_kernels, ab_kernels,
+ * concurrent_calls). */
 #ifndef BMF_BENCH_UTIL_H
 #define BMF_BENCH_UTIL_H
 #include <stdlib.h>
