@@ -28,6 +28,17 @@ typedef struct {
 void *bmf_workspace_acquire(size_t bytes);
 void bmf_workspace_release(void *buffer);
 
+/* When an RNN thread has waited for the others' steps, past the spinning
+ * phase, at least bmf_rnn_takeover_seconds in all and a BMF_RNN_TAKEOVER_SHARE
+ * of its time, its team is not running side by side: another process or
+ * pool holds a core (a descheduled thread costs a scheduler slice per wait),
+ * or two of its threads share one (each step then costs a switch between
+ * them).  It then runs every thread's remaining steps itself, at one
+ * thread's speed.  A usual wait is a few microseconds.  (The value is in
+ * dispatch.c; the C test sets 0 to force a take-over.) */
+extern double bmf_rnn_takeover_seconds;
+#define BMF_RNN_TAKEOVER_SHARE 0.5
+
 extern const bmf_kernel_table bmf_kernels_baseline;
 #if defined(__x86_64__) || defined(_M_X64)
 #define BMF_HAVE_X86_LEVELS 1

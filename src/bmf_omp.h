@@ -20,6 +20,7 @@
 
 #include <sched.h>
 #include <stddef.h>
+#include <time.h>
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -69,23 +70,67 @@ static inline void bmf_progress_publish(bmf_progress *self, size_t steps)
     __atomic_store_n(&self->done, steps, __ATOMIC_RELEASE);
 }
 
-/* Returns once every thread of the team but `self` has finished `steps`
- * steps (their writes before bmf_progress_publish are then visible). */
-static inline void bmf_progress_wait(bmf_progress *team, int n_threads, int self, size_t steps)
+static inline double bmf_seconds(void)
 {
-    for (int j = 0; j < n_threads; j++) {
-        if (j == self) continue;
-        for (unsigned spins = 0; __atomic_load_n(&team[j].done, __ATOMIC_ACQUIRE) < steps;) {
-            if (spins < BMF_SPINS_BEFORE_YIELD) {
-                spins++;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* How much waiting a thread tolerates before it gives up on its team (see
+ * bmf_wait_for): at least `min_seconds` of waiting past the spinning phase,
+ * and at least `share` of the time since `start`.  NULL: no limit. */
+typedef struct {
+    double start, waited, min_seconds, share;
+} bmf_patience;
+
+/* Waits until counter->done >= target (acquire: the writes released before
+ * it got there are then visible) and returns 1; or returns 0 once the time
+ * waited past the spinning phase, added up over the calls that share
+ * `patience`, exhausts it.  The clock is read only past the spinning phase,
+ * so a short wait costs none. */
+static inline int bmf_wait_for(const bmf_progress *counter, size_t target, bmf_patience *patience)
+{
+    for (unsigned spins = 0; spins < BMF_SPINS_BEFORE_YIELD; spins++) {
+        if (__atomic_load_n(&counter->done, __ATOMIC_ACQUIRE) >= target) return 1;
 #if defined(__x86_64__) || defined(__i386__)
-                __builtin_ia32_pause();
+        __builtin_ia32_pause();
 #endif
-            } else {
-                sched_yield();
+    }
+    double since = patience ? bmf_seconds() : 0;
+    while (__atomic_load_n(&counter->done, __ATOMIC_ACQUIRE) < target) {
+        sched_yield();
+        if (patience) {
+            double now = bmf_seconds(), waited = patience->waited + (now - since);
+            if (waited >= patience->min_seconds && waited >= patience->share * (now - patience->start)) {
+                patience->waited = waited;
+                return 0;
             }
         }
     }
+    if (patience) patience->waited += bmf_seconds() - since;
+    return 1;
+}
+
+/* Returns 1 once every thread of the team but `self` has finished `steps`
+ * steps (their writes before bmf_progress_publish are then visible), or 0
+ * when `patience` ran out first (bmf_wait_for). */
+static inline int bmf_progress_wait(bmf_progress *team, int n_threads, int self, size_t steps,
+                                    bmf_patience *patience)
+{
+    for (int j = 0; j < n_threads; j++)
+        if (j != self && !bmf_wait_for(&team[j], steps, patience)) return 0;
+    return 1;
+}
+
+/* Claims step `step` of a slice of work whose claim counter (starting at 0)
+ * is `claims`: 1 for the one caller that moves it from step to step + 1, 0
+ * for everyone else (the step is, or was, someone else's to do). */
+static inline int bmf_claim_step(bmf_progress *claims, size_t step)
+{
+    size_t expected = step;
+    return __atomic_compare_exchange_n(&claims->done, &expected, step + 1, 0, __ATOMIC_RELAXED,
+                                       __ATOMIC_RELAXED);
 }
 
 /* Static, contiguous split of [0, n) into n_parts nearly equal ranges; part

@@ -277,6 +277,9 @@ static void bmf_run_body(bmf_parallel_body body, void *ctx, int tid, int nt)
 #endif
 }
 
+/* See bmf_kernels.h. */
+double bmf_rnn_takeover_seconds = 1e-3;
+
 void bmf_parallel(int n_threads, bmf_parallel_body body, void *ctx)
 {
     pthread_once(&bmf_atfork_once, bmf_register_atfork);

@@ -11,6 +11,10 @@
  *    Before it reads the other threads' units of out[t-1] it waits for their
  *    progress counters.  No barrier is needed: out[t] is a fresh row at every
  *    step, so nothing is overwritten that another thread may still read.
+ *    A thread that waits too long for another (whose core another process or
+ *    pool has taken) takes over every thread's remaining steps; a step of a
+ *    thread's slice is claimed before it is run, so each runs exactly once,
+ *    with the same tiles whoever runs it (the same bits).
  * The thread count is cut to what the work per step repays.
  */
 
@@ -18,7 +22,9 @@ typedef struct {
     size_t T, B, I, H, n_panels;
     const REAL *x, *h0, *Wx, *Wh, *b;
     REAL *out, *Wx_packed, *Wh_packed;
-    bmf_progress *progress; /* per thread: steps finished */
+    bmf_progress *progress; /* per thread's slice: steps finished */
+    bmf_progress *claims;   /* per thread's slice: steps claimed */
+    int soloist;            /* the thread that took over all slices, or -1 */
     size_t next_rows;       /* projection: the next chunk of rows to hand out */
 } KFN(rnn_ctx);
 
@@ -46,33 +52,73 @@ static void KFN(rnn_projection_body)(void *arg, int tid, int nt)
     }
 }
 
+/* Step t of thread `owner`'s slice, its panels [p0, p1) of hidden units
+ * (step 0 packs their rows of Wh first); the caller has claimed it. */
+BMF_ALWAYS_INLINE void KFN(rnn_run_slice)(KFN(rnn_ctx) *c, int owner, size_t p0, size_t p1, size_t t)
+{
+    size_t H = c->H, step = c->B * c->H, group = KFN(gemm_group)(c->B);
+    if (p0 < p1) {
+        if (t == 0) KFN(pack_panels)(c->Wh, H, H, H, p0, p1, group, 1, c->Wh_packed);
+        const REAL *h_prev = t == 0 ? c->h0 : c->out + (t - 1) * step;
+        KFN(gemm_block)(0, c->B, p0, p1, p1, group, H, h_prev, H, c->Wh_packed, 0,
+                        c->out + t * step, H, H, BMF_INIT_C, NULL, 1, (int)(t & 1));
+    }
+    bmf_progress_publish(&c->progress[owner], t + 1);
+}
+
+/* Thread tid waited too long at step t: unless another thread already did,
+ * it runs every slice from step t-1 on (the ones still unclaimed of t-1, then
+ * all), waiting only for a slice whose owner has claimed it first. */
+static void KFN(rnn_take_over)(KFN(rnn_ctx) *c, int tid, int nt, size_t t)
+{
+    int none = -1;
+    if (!__atomic_compare_exchange_n(&c->soloist, &none, tid, 0, __ATOMIC_RELAXED,
+                                     __ATOMIC_RELAXED))
+        return; /* the soloist runs this thread's slices too */
+    for (size_t s = t - 1; s < c->T; s++)
+        for (int k = 0; k < nt; k++) {
+            size_t p0, p1;
+            bmf_split_range(c->n_panels, k, nt, &p0, &p1);
+            if (bmf_claim_step(&c->claims[k], s))
+                KFN(rnn_run_slice)(c, k, p0, p1, s);
+            else
+                bmf_wait_for(&c->progress[k], s + 1, NULL);
+        }
+}
+
 static void KFN(rnn_recurrence_body)(void *arg, int tid, int nt)
 {
     KFN(rnn_ctx) *c = arg;
-    size_t p0, p1, H = c->H, step = c->B * c->H, group = KFN(gemm_group)(c->B);
+    size_t p0, p1, H = c->H, step = c->B * c->H;
     bmf_split_range(c->n_panels, tid, nt, &p0, &p1);
     size_t own0 = p0 * VL, own1 = p1 * VL < H ? p1 * VL : H; /* the h units it writes */
-    /* This thread's rows of Wh, packed once, stay in its cache for all steps. */
-    KFN(pack_panels)(c->Wh, H, H, H, p0, p1, group, 1, c->Wh_packed);
+    bmf_patience patience = {0, 0, bmf_rnn_takeover_seconds, BMF_RNN_TAKEOVER_SHARE};
     for (size_t t = 0; t < c->T; t++) {
-        const REAL *h_prev = t == 0 ? c->h0 : c->out + (t - 1) * step;
         REAL *h = c->out + t * step;
         if (t + 1 < c->T) /* the next step's projection, written long ago */
             for (size_t r = 0; r < c->B; r++)
                 for (size_t col = own0; col < own1; col += 64 / sizeof(REAL))
                     __builtin_prefetch(h + step + r * H + col);
         if (t > 0) {
-            bmf_progress_wait(c->progress, nt, tid, t);
+            /* Step 0 packs Wh too, first touching fresh pages: no limit on the
+             * wait for it, and the patience counts from its end. */
+            if (!bmf_progress_wait(c->progress, nt, tid, t, t > 1 ? &patience : NULL)) {
+                KFN(rnn_take_over)(c, tid, nt, t);
+                return;
+            }
+            if (t == 1) patience.start = bmf_seconds();
             /* the others' units of h_prev, all their lines at once: the
              * product would otherwise meet their cross-core misses one by one */
+            const REAL *h_prev = h - step;
             for (size_t r = 0; r < c->B; r++)
                 for (size_t k = 0; k < H; k += 64 / sizeof(REAL))
                     if (k < own0 || k >= own1) __builtin_prefetch(h_prev + r * H + k);
         }
-        if (p0 < p1)
-            KFN(gemm_block)(0, c->B, p0, p1, p1, group, H, h_prev, H, c->Wh_packed, 0,
-                            h, H, H, BMF_INIT_C, NULL, 1, (int)(t & 1));
-        bmf_progress_publish(&c->progress[tid], t + 1);
+        /* This thread's rows of Wh, packed at step 0, stay in its cache. */
+        if (nt > 1 && (__atomic_load_n(&c->soloist, __ATOMIC_RELAXED) >= 0
+                       || !bmf_claim_step(&c->claims[tid], t)))
+            return; /* another thread runs the remaining steps */
+        KFN(rnn_run_slice)(c, tid, p0, p1, t);
     }
 }
 
@@ -89,14 +135,14 @@ int KFN(rnn)(size_t T, size_t B, size_t I, size_t H, const REAL *x,
 {
     if (T == 0 || B == 0 || H == 0) return 0;
     size_t n_panels = (H + VL - 1) / VL;
-    KFN(rnn_ctx) c = {T, B, I, H, n_panels, x, h0, Wx, Wh, b, out, NULL, NULL, NULL, 0};
+    KFN(rnn_ctx) c = {T, B, I, H, n_panels, x, h0, Wx, Wh, b, out, NULL, NULL, NULL, NULL, -1, 0};
     size_t proj_work = T * B * H * (I + 1) / BMF_RNN_MIN_PROJECTION_MACS_PER_THREAD + 1;
     int nt_proj = bmf_threads_for(n_threads, proj_work < n_panels * T ? proj_work : n_panels * T);
     size_t step_work = B * H * H / BMF_RNN_MIN_MACS_PER_THREAD + 1;
     int nt = bmf_threads_for(n_threads, step_work < n_panels ? step_work : n_panels);
     size_t wx_bytes = n_panels * VL * (I ? I : 1) * sizeof(REAL);
     size_t wh_bytes = n_panels * VL * H * sizeof(REAL);
-    size_t progress_bytes = (size_t)nt * sizeof(bmf_progress);
+    size_t progress_bytes = 2 * (size_t)nt * sizeof(bmf_progress); /* progress, claims */
     unsigned char *ws = bmf_workspace_acquire(bmf_piece(wx_bytes) + bmf_piece(wh_bytes)
                                               + bmf_piece(progress_bytes));
     if (!ws) return BMF_ERR_NOMEM;
@@ -105,6 +151,7 @@ int KFN(rnn)(size_t T, size_t B, size_t I, size_t H, const REAL *x,
     c.Wh_packed = bmf_carve(&next, wh_bytes);
     c.progress = bmf_carve(&next, progress_bytes);
     memset(c.progress, 0, progress_bytes);
+    c.claims = c.progress + nt;
     bmf_parallel(nt_proj, KFN(rnn_projection_body), &c);
     bmf_parallel(nt, KFN(rnn_recurrence_body), &c);
     bmf_workspace_release(ws);

@@ -11,8 +11,12 @@
  *   libbmf_core.so *.c -lm -lpthread)
  *   ./src/tests/ab_kernels att "2048 2048 2 64 1" 20 2 /old/src/libbmf_core.so src/libbmf_core.so
  *   ./src/tests/ab_kernels rnn "1000 1 256 256" 30 2 A.so B.so
- * att dims: Lq Lk B E heads (float32, no mask); rnn dims: T B I H (float32). */
+ * att dims: Lq Lk B E heads (float32, no mask); rnn dims: T B I H (float32).
+ * AB_SPINNER=seconds in the environment: each call is made while another
+ * thread busy-waits that long, started just before it, as NumPy's OpenBLAS
+ * threads do for 2^28 cycles after each call (0.13 s at 2.1 GHz). */
 #include <dlfcn.h>
+#include <pthread.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,6 +31,14 @@ typedef int (*attention_fn)(size_t, size_t, size_t, size_t, size_t, size_t, cons
                             const ptrdiff_t *, int, double, float *, int);
 typedef int (*rnn_fn)(size_t, size_t, size_t, size_t, const float *, const float *,
                       const float *, const float *, const float *, float *, int);
+
+static void *busy_wait(void *seconds)
+{
+    double end = now() + *(double *)seconds;
+    while (now() < end)
+        for (volatile int i = 0; i < 1000; i++) {}
+    return NULL;
+}
 
 static int by_value(const void *a, const void *b)
 {
@@ -72,17 +84,22 @@ int main(int argc, char **argv)
         c = NULL;
         out = rnd(d[0] * d[1] * d[3], 0);
     }
+    const char *spinner_env = getenv("AB_SPINNER");
+    double spin_seconds = spinner_env ? atof(spinner_env) : 0;
     double *t = malloc(sizeof *t * (size_t)reps * (size_t)n_libs);
     if (!t) return 1;
     for (int r = 0; r < reps; r++)
         for (int j = 0; j < n_libs; j++) {
             int i = r % 2 ? n_libs - 1 - j : j; /* ABAB.. then BABA..: no fixed order */
+            pthread_t spinner;
+            if (spin_seconds > 0 && pthread_create(&spinner, NULL, busy_wait, &spin_seconds)) return 1;
             double t0 = now();
             int rc = attention
                 ? ((attention_fn)fn[i])(d[0], d[1], d[2], d[4], d[3] / d[4], d[3] / d[4], a, b, c,
                                         NULL, 0, NULL, 0, 0.125, out, nt)
                 : ((rnn_fn)fn[i])(d[0], d[1], d[2], d[3], a, b, w1, w2, bias, out, nt);
             t[(size_t)i * reps + r] = now() - t0;
+            if (spin_seconds > 0) pthread_join(spinner, NULL);
             if (rc) {
                 fprintf(stderr, "%s returned %d\n", argv[5 + i], rc);
                 return 1;

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "bigmodel_fast.h"
+#include "bmf_kernels.h" /* bmf_rnn_takeover_seconds */
 
 static int failures;
 
@@ -279,6 +280,21 @@ static void test_called_from_openmp_threads(void)
     printf("%-6s kernels called from a caller's OpenMP threads\n", bad ? "FAIL" : "ok");
 }
 
+/* A thread that waits too long for another takes over every thread's
+ * remaining steps (rnn_impl.h).  With no patience at all it does so at the
+ * first wait past the spinning phase, which 3 threads on fewer cores meet
+ * within a few steps: the bits must not change. */
+static void test_rnn_take_over(void)
+{
+    double patience = bmf_rnn_takeover_seconds;
+    bmf_rnn_takeover_seconds = 0;
+    for (int rep = 0; rep < 3; rep++) {
+        test_rnn(60, 1, 3, 257);  /* one-row steps */
+        test_rnn(30, 20, 5, 100); /* batched steps */
+    }
+    bmf_rnn_takeover_seconds = patience;
+}
+
 int main(void)
 {
     alarm(600); /* a hang fails the test instead of stalling CI */
@@ -311,6 +327,7 @@ int main(void)
     test_attention(8, 66000, 1, 1, 64, 64, 0, 0);
     test_attention(40, 300, 2, 2, 16, 24, 1, 0);
     test_called_from_openmp_threads();
+    test_rnn_take_over();
     printf("%d failed\n", failures);
     return failures != 0;
 }
