@@ -52,7 +52,8 @@ static inline void bmf_barrier(int n_threads)
  * work on data of its own while theirs arrives, and each wait moves one line
  * per thread waited for.  A waiting thread spins with pause for a while, then
  * yields its core, so that a team on a busy machine does not spin against the
- * thread it waits for.  Zero-initialise one per thread of the team. */
+ * thread it waits for.  Zero-initialise one per thread of the team.  The same padded
+ * counter serves as a slice's count of claimed steps (bmf_claim_step). */
 typedef struct {
     size_t done;
     unsigned char pad[64 - sizeof(size_t)];

@@ -67,8 +67,9 @@ BMF_ALWAYS_INLINE void KFN(rnn_run_slice)(KFN(rnn_ctx) *c, int owner, size_t p0,
 }
 
 /* Thread tid waited too long at step t: unless another thread already did,
- * it runs every slice from step t-1 on (the ones still unclaimed of t-1, then
- * all), waiting only for a slice whose owner has claimed it first. */
+ * it takes over, running from step t-1 on every (slice, step) still
+ * unclaimed and waiting for the ones whose owner (not yet retired) claimed
+ * them first. */
 static void KFN(rnn_take_over)(KFN(rnn_ctx) *c, int tid, int nt, size_t t)
 {
     int none = -1;

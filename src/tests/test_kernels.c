@@ -281,9 +281,10 @@ static void test_called_from_openmp_threads(void)
 }
 
 /* A thread that waits too long for another takes over every thread's
- * remaining steps (rnn_impl.h).  With no patience at all it does so at the
- * first wait past the spinning phase, which 3 threads on fewer cores meet
- * within a few steps: the bits must not change. */
+ * remaining steps (rnn_impl.h).  With no minimum wait, one that has spent
+ * half its time waiting past the spinning phase does so, which 3 threads on
+ * 2 cores meet within a few steps (an instrumented build took over in every
+ * such call): the bits must not change. */
 static void test_rnn_take_over(void)
 {
     double patience = bmf_rnn_takeover_seconds;
