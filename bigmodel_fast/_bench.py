@@ -164,9 +164,10 @@ def max_abs_error(result, expected):
 # ---------------------------------------------------------------- timing
 
 # Before each timed sample: long enough for another library's worker threads
-# to go idle (OpenBLAS's spin and yield for 2**28 TSC cycles after a call,
-# 0.13 s at 2.1 GHz, and would otherwise share cores with whatever is timed
-# next: without torch, the native sample follows the reference's).
+# to go idle.  OpenBLAS's busy-wait for 2**28 TSC cycles after a call, 0.13 s
+# at 2.1 GHz, and would otherwise share the cores with whatever is timed next:
+# torch's sample follows the reference's (without torch, native's does).  At
+# 0.1 s this inflated the ratios to torch (README, Performance).
 DEFAULT_SETTLE = 0.2
 
 
