@@ -29,9 +29,6 @@
 typedef int (*attention_fn)(size_t, size_t, size_t, size_t, size_t, size_t, const float *,
                             const float *, const float *, const void *, int,
                             const ptrdiff_t *, int, double, float *, int);
-typedef int (*rnn_fn)(size_t, size_t, size_t, size_t, const float *, const float *,
-                      const float *, const float *, const float *, float *, int);
-
 static void *busy_wait(void *seconds)
 {
     double end = now() + *(double *)seconds;

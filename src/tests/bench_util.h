@@ -12,6 +12,10 @@ static double now(void)
     return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
+/* bmf_rnn_f32, as found with dlsym in a build loaded at run time. */
+typedef int (*rnn_fn)(size_t, size_t, size_t, size_t, const float *, const float *,
+                      const float *, const float *, const float *, float *, int);
+
 /* n floats uniform in [-s, s]; exits when memory runs out. */
 static float *rnd(size_t n, float s)
 {

@@ -14,9 +14,6 @@
 
 #include "bench_util.h"
 
-typedef int (*rnn_fn)(size_t, size_t, size_t, size_t, const float *, const float *,
-                      const float *, const float *, const float *, float *, int);
-
 static struct {
     rnn_fn rnn;
     size_t T, B, I, H;
