@@ -238,6 +238,63 @@ static void KFN(att_row_softmax)(const KFN(att_ctx) *c, REAL *s, size_t nk, size
         for (size_t d = 0; d < c->Dv_pad; d += VL) V(store)(o + d, V(load)(o + d) * alpha);
 }
 
+/* att_row_softmax for the rows [0, nq) of a tile with nothing to remove (no
+ * mask, no causal cut, scale > 0; the lanes past nk are left out), VL rows
+ * at a time:
+ * their maxima and sums are reduced together (hmax_lanes, hsum_lanes) and
+ * their rescale factors come from one vector exp.  Row by row, the horizontal
+ * reductions and the scalar exp made a short row (attn-short's 128 keys)
+ * cost twice its exps, on one chain of dependent steps. */
+static void KFN(att_rows_softmax_plain)(const KFN(att_ctx) *c, REAL *S, size_t ld_s,
+                                        size_t nq, size_t nk, REAL *m, REAL *l,
+                                        REAL *O)
+{
+    const VEC scale = V(set1)(c->scale), minus_inf = V(set1)(-(REAL)INFINITY);
+    const VEC zero = V(set1)(0), one = V(set1)(1);
+    size_t full = nk / VL * VL; /* the lanes past nk in a last vector are left out */
+    for (size_t r0 = 0; r0 < nq; r0 += VL) {
+        size_t n = nq - r0 < VL ? nq - r0 : VL;
+        VEC acc[VL]; /* per row: running maxima, then sums of P */
+        for (size_t r = 0; r < (size_t)VL; r++) {
+            VEC vmax4[4] = {minus_inf, minus_inf, minus_inf, minus_inf};
+            const REAL *s = S + (r0 + r) * ld_s;
+            size_t col = 0;
+            for (; r < n && col + 4 * VL <= full; col += 4 * VL)
+                for (int u = 0; u < 4; u++) vmax4[u] = V(max)(vmax4[u], V(load)(s + col + (size_t)u * VL));
+            for (; r < n && col < full; col += VL) vmax4[0] = V(max)(vmax4[0], V(load)(s + col));
+            if (r < n && full < nk)
+                vmax4[1] = V(max)(vmax4[1], V(select)(V(iota)() + (REAL)full >= (REAL)nk, minus_inf,
+                                                      V(load)(s + full)));
+            acc[r] = V(max)(V(max)(vmax4[0], vmax4[1]), V(max)(vmax4[2], vmax4[3]));
+        }
+        /* As att_row_softmax: the max of the raw scores, then scaled */
+        VEC m_old = V(load_partial)(m + r0, n);
+        VEC m_new = V(max)(V(hmax_lanes)(acc) * scale, m_old);
+        VEC m_use = V(select)(m_new == minus_inf, zero, m_new);
+        VEC alpha = V(exp)(m_old - m_use);
+        alpha = V(select)(m_old == minus_inf, zero, alpha);
+        alpha = V(select)(m_old == m_use, one, alpha);
+        for (size_t r = 0; r < (size_t)VL; r++) {
+            VEC mu = V(set1)(m_use[r]), vsum = zero;
+            REAL *s = S + (r0 + r) * ld_s;
+            for (size_t col = 0; r < n && col < nk; col += VL) {
+                VEC p = V(exp)(V(mul_rounded)(V(load)(s + col), scale) - mu);
+                if (col == full) p = V(select)(V(iota)() + (REAL)full >= (REAL)nk, zero, p);
+                vsum += p;
+                V(store)(s + col, p);
+            }
+            acc[r] = vsum;
+        }
+        V(store_partial)(l + r0, V(load_partial)(l + r0, n) * alpha + V(hsum_lanes)(acc), n);
+        V(store_partial)(m + r0, m_new, n);
+        for (size_t r = 0; r < n; r++) {
+            REAL a = alpha[r], *o = O + (r0 + r) * c->Dv_pad;
+            if (a != 1)
+                for (size_t d = 0; d < c->Dv_pad; d += VL) V(store)(o + d, V(load)(o + d) * a);
+        }
+    }
+}
+
 /* The mask's rows for (batch, head) bh: additive or boolean, NULL if none. */
 static void KFN(att_mask_bh)(const KFN(att_ctx) *c, size_t bh, const REAL **mask_bh,
                              const unsigned char **bool_bh)
@@ -283,12 +340,18 @@ static void KFN(att_item)(const KFN(att_ctx) *c, size_t item, REAL *m, REAL *l,
         const REAL *Vt = c->V_packed + (bh * c->Lk + j0) * Dv_pad;
         int v_finite = c->v_tile_finite[bh * c->n_ktiles + j0 / BK]
                        || !KFN(att_tile_may_remove)(c, mask_bh || bool_bh, i0, j0, nk);
-        for (size_t r = 0; r < nq; r++) {
-            ptrdiff_t row_at = (ptrdiff_t)(i0 + r) * c->ms[2] + (ptrdiff_t)j0 * c->ms[3];
-            KFN(att_row_softmax)(c, S + r * BK, nk, KFN(att_keys_ok)(c, i0 + r, j0, nk),
-                                 mask_bh ? mask_bh + row_at : NULL,
-                                 bool_bh ? bool_bh + row_at : NULL, !v_finite,
-                                 m + r, l + r, O + r * Dv_pad);
+        /* Causality cuts row i0's keys first: if not it, then none. */
+        if (!mask_bh && !bool_bh && c->scale > 0
+            && KFN(att_keys_ok)(c, i0, j0, nk) == nk) {
+            KFN(att_rows_softmax_plain)(c, S, BK, nq, nk, m, l, O);
+        } else {
+            for (size_t r = 0; r < nq; r++) {
+                ptrdiff_t row_at = (ptrdiff_t)(i0 + r) * c->ms[2] + (ptrdiff_t)j0 * c->ms[3];
+                KFN(att_row_softmax)(c, S + r * BK, nk, KFN(att_keys_ok)(c, i0 + r, j0, nk),
+                                     mask_bh ? mask_bh + row_at : NULL,
+                                     bool_bh ? bool_bh + row_at : NULL, !v_finite,
+                                     m + r, l + r, O + r * Dv_pad);
+            }
         }
         if (!v_finite) { /* rare: skip removed keys so their NaN/inf stays out */
             for (size_t r = 0; r < nq; r++)

@@ -86,17 +86,6 @@ typedef uint64_t bmf_vdu __attribute__((vector_size(BMF_VEC_BYTES)));
         V v;                                                                   \
         for (int i = 0; i < LANES; i++) v[i] = (T)i;                           \
         return v;                                                              \
-    }                                                                          \
-    /* The largest lane of a vector without NaN (a running V_max keeps them  \
-     * out): max with the upper half moved down, halving the live lanes. */   \
-    BMF_ALWAYS_INLINE T V##_hmax(V v)                                          \
-    {                                                                          \
-        for (int half = LANES / 2; half >= 1; half /= 2) {                     \
-            VI from;                                                           \
-            for (int i = 0; i < LANES; i++) from[i] = (i + half) % LANES;      \
-            v = V##_max(v, __builtin_shuffle(v, from));                        \
-        }                                                                      \
-        return v[0];                                                           \
     }
 
 #define BMF_REP2(s) s, s
@@ -216,20 +205,24 @@ BMF_ALWAYS_INLINE float bmf_vf_hsum(bmf_vf v) { return bmf_vf4_hsum(v); }
 BMF_ALWAYS_INLINE double bmf_vd_hsum(bmf_vd v) { return bmf_vd2_hsum(v); }
 #endif
 
-/* hsum_lanes(v): lane j of the result = the sum of the lanes of v[j], for
- * LANES vectors at once (v is overwritten).  Each step halves pairs of
- * vectors into one: lo half + hi half of each block of lanes (the masks), so
- * that about 3 operations per vector replace a whole reduction each.  The
- * order of the additions is fixed: the same bits every call.
+/* hsum_lanes(v), hmax_lanes(v): lane j of the result = the sum (the max) of
+ * the lanes of v[j], for LANES vectors at once (v is overwritten).  Each step
+ * halves pairs of vectors into one: lo half (op) hi half of each block of
+ * lanes (the masks), so that about 3 operations per vector replace a whole
+ * reduction each.  The order is fixed: the same bits every call.
+ * hmax(v), one vector, takes the same steps with v paired with itself.
  * transpose(r): the LANES x LANES matrix of rows r[0..LANES) transposed in
  * place, in registers: each step swaps the off-diagonal h x h blocks of every
  * 2h x 2h block, h = LANES/2 down to 1.
  * The masks are literals, one set per vector width, so that the shuffles
  * compile to single permutes. */
-#define BMF_HSUM_LANES_STEP(v, n, lo, hi)                                      \
+#define BMF_LANES_STEP(v, n, lo, hi, OP)                                       \
     for (int k_ = 0; k_ < (n) / 2; k_++)                                       \
-        v[k_] = __builtin_shuffle(v[2 * k_], v[2 * k_ + 1], lo)                \
-                + __builtin_shuffle(v[2 * k_], v[2 * k_ + 1], hi)
+        v[k_] = OP(__builtin_shuffle(v[2 * k_], v[2 * k_ + 1], lo),            \
+                   __builtin_shuffle(v[2 * k_], v[2 * k_ + 1], hi))
+#define BMF_ONE_STEP(x, n, lo, hi, OP)                                         \
+    x = OP(__builtin_shuffle(x, x, lo), __builtin_shuffle(x, x, hi))
+#define BMF_OP_ADD(a, b) ((a) + (b))
 #define BMF_TRANSPOSE_STEP(VT, r, lanes, h, lo, hi)                            \
     for (int i_ = 0; i_ < (lanes); i_++)                                       \
         if (!(i_ & (h))) {                                                     \
@@ -238,28 +231,26 @@ BMF_ALWAYS_INLINE double bmf_vd_hsum(bmf_vd v) { return bmf_vd2_hsum(v); }
             r[i_ + (h)] = __builtin_shuffle(a_, b_, hi);                       \
         }
 #if BMF_VEC_BYTES == 64
-BMF_ALWAYS_INLINE bmf_vf bmf_vf_hsum_lanes(bmf_vf *v)
-{
-    BMF_HSUM_LANES_STEP(v, 16, ((bmf_vfi){0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23}),
-                        ((bmf_vfi){8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31}));
-    BMF_HSUM_LANES_STEP(v, 8, ((bmf_vfi){0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27}),
-                        ((bmf_vfi){4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31}));
-    BMF_HSUM_LANES_STEP(v, 4, ((bmf_vfi){0, 1, 4, 5, 8, 9, 12, 13, 16, 17, 20, 21, 24, 25, 28, 29}),
-                        ((bmf_vfi){2, 3, 6, 7, 10, 11, 14, 15, 18, 19, 22, 23, 26, 27, 30, 31}));
-    BMF_HSUM_LANES_STEP(v, 2, ((bmf_vfi){0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30}),
-                        ((bmf_vfi){1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31}));
-    return v[0];
-}
-BMF_ALWAYS_INLINE bmf_vd bmf_vd_hsum_lanes(bmf_vd *v)
-{
-    BMF_HSUM_LANES_STEP(v, 8, ((bmf_vdi){0, 1, 2, 3, 8, 9, 10, 11}),
-                        ((bmf_vdi){4, 5, 6, 7, 12, 13, 14, 15}));
-    BMF_HSUM_LANES_STEP(v, 4, ((bmf_vdi){0, 1, 4, 5, 8, 9, 12, 13}),
-                        ((bmf_vdi){2, 3, 6, 7, 10, 11, 14, 15}));
-    BMF_HSUM_LANES_STEP(v, 2, ((bmf_vdi){0, 2, 4, 6, 8, 10, 12, 14}),
-                        ((bmf_vdi){1, 3, 5, 7, 9, 11, 13, 15}));
-    return v[0];
-}
+#define BMF_VF_LANES_REDUCE(STEP, v, OP) \
+    do { \
+        STEP(v, 16, ((bmf_vfi){0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23}), \
+             ((bmf_vfi){8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31}), OP); \
+        STEP(v, 8, ((bmf_vfi){0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27}), \
+             ((bmf_vfi){4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31}), OP); \
+        STEP(v, 4, ((bmf_vfi){0, 1, 4, 5, 8, 9, 12, 13, 16, 17, 20, 21, 24, 25, 28, 29}), \
+             ((bmf_vfi){2, 3, 6, 7, 10, 11, 14, 15, 18, 19, 22, 23, 26, 27, 30, 31}), OP); \
+        STEP(v, 2, ((bmf_vfi){0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30}), \
+             ((bmf_vfi){1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31}), OP); \
+    } while (0)
+#define BMF_VD_LANES_REDUCE(STEP, v, OP) \
+    do { \
+        STEP(v, 8, ((bmf_vdi){0, 1, 2, 3, 8, 9, 10, 11}), \
+             ((bmf_vdi){4, 5, 6, 7, 12, 13, 14, 15}), OP); \
+        STEP(v, 4, ((bmf_vdi){0, 1, 4, 5, 8, 9, 12, 13}), \
+             ((bmf_vdi){2, 3, 6, 7, 10, 11, 14, 15}), OP); \
+        STEP(v, 2, ((bmf_vdi){0, 2, 4, 6, 8, 10, 12, 14}), \
+             ((bmf_vdi){1, 3, 5, 7, 9, 11, 13, 15}), OP); \
+    } while (0)
 BMF_ALWAYS_INLINE void bmf_vf_transpose(bmf_vf *r)
 {
     BMF_TRANSPOSE_STEP(bmf_vf, r, 16, 8, ((bmf_vfi){0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23}),
@@ -281,24 +272,22 @@ BMF_ALWAYS_INLINE void bmf_vd_transpose(bmf_vd *r)
                        ((bmf_vdi){1, 9, 3, 11, 5, 13, 7, 15}));
 }
 #elif BMF_VEC_BYTES == 32
-BMF_ALWAYS_INLINE bmf_vf bmf_vf_hsum_lanes(bmf_vf *v)
-{
-    BMF_HSUM_LANES_STEP(v, 8, ((bmf_vfi){0, 1, 2, 3, 8, 9, 10, 11}),
-                        ((bmf_vfi){4, 5, 6, 7, 12, 13, 14, 15}));
-    BMF_HSUM_LANES_STEP(v, 4, ((bmf_vfi){0, 1, 4, 5, 8, 9, 12, 13}),
-                        ((bmf_vfi){2, 3, 6, 7, 10, 11, 14, 15}));
-    BMF_HSUM_LANES_STEP(v, 2, ((bmf_vfi){0, 2, 4, 6, 8, 10, 12, 14}),
-                        ((bmf_vfi){1, 3, 5, 7, 9, 11, 13, 15}));
-    return v[0];
-}
-BMF_ALWAYS_INLINE bmf_vd bmf_vd_hsum_lanes(bmf_vd *v)
-{
-    BMF_HSUM_LANES_STEP(v, 4, ((bmf_vdi){0, 1, 4, 5}),
-                        ((bmf_vdi){2, 3, 6, 7}));
-    BMF_HSUM_LANES_STEP(v, 2, ((bmf_vdi){0, 2, 4, 6}),
-                        ((bmf_vdi){1, 3, 5, 7}));
-    return v[0];
-}
+#define BMF_VF_LANES_REDUCE(STEP, v, OP) \
+    do { \
+        STEP(v, 8, ((bmf_vfi){0, 1, 2, 3, 8, 9, 10, 11}), \
+             ((bmf_vfi){4, 5, 6, 7, 12, 13, 14, 15}), OP); \
+        STEP(v, 4, ((bmf_vfi){0, 1, 4, 5, 8, 9, 12, 13}), \
+             ((bmf_vfi){2, 3, 6, 7, 10, 11, 14, 15}), OP); \
+        STEP(v, 2, ((bmf_vfi){0, 2, 4, 6, 8, 10, 12, 14}), \
+             ((bmf_vfi){1, 3, 5, 7, 9, 11, 13, 15}), OP); \
+    } while (0)
+#define BMF_VD_LANES_REDUCE(STEP, v, OP) \
+    do { \
+        STEP(v, 4, ((bmf_vdi){0, 1, 4, 5}), \
+             ((bmf_vdi){2, 3, 6, 7}), OP); \
+        STEP(v, 2, ((bmf_vdi){0, 2, 4, 6}), \
+             ((bmf_vdi){1, 3, 5, 7}), OP); \
+    } while (0)
 BMF_ALWAYS_INLINE void bmf_vf_transpose(bmf_vf *r)
 {
     BMF_TRANSPOSE_STEP(bmf_vf, r, 8, 4, ((bmf_vfi){0, 1, 2, 3, 8, 9, 10, 11}),
@@ -316,20 +305,18 @@ BMF_ALWAYS_INLINE void bmf_vd_transpose(bmf_vd *r)
                        ((bmf_vdi){1, 5, 3, 7}));
 }
 #elif BMF_VEC_BYTES == 16
-BMF_ALWAYS_INLINE bmf_vf bmf_vf_hsum_lanes(bmf_vf *v)
-{
-    BMF_HSUM_LANES_STEP(v, 4, ((bmf_vfi){0, 1, 4, 5}),
-                        ((bmf_vfi){2, 3, 6, 7}));
-    BMF_HSUM_LANES_STEP(v, 2, ((bmf_vfi){0, 2, 4, 6}),
-                        ((bmf_vfi){1, 3, 5, 7}));
-    return v[0];
-}
-BMF_ALWAYS_INLINE bmf_vd bmf_vd_hsum_lanes(bmf_vd *v)
-{
-    BMF_HSUM_LANES_STEP(v, 2, ((bmf_vdi){0, 2}),
-                        ((bmf_vdi){1, 3}));
-    return v[0];
-}
+#define BMF_VF_LANES_REDUCE(STEP, v, OP) \
+    do { \
+        STEP(v, 4, ((bmf_vfi){0, 1, 4, 5}), \
+             ((bmf_vfi){2, 3, 6, 7}), OP); \
+        STEP(v, 2, ((bmf_vfi){0, 2, 4, 6}), \
+             ((bmf_vfi){1, 3, 5, 7}), OP); \
+    } while (0)
+#define BMF_VD_LANES_REDUCE(STEP, v, OP) \
+    do { \
+        STEP(v, 2, ((bmf_vdi){0, 2}), \
+             ((bmf_vdi){1, 3}), OP); \
+    } while (0)
 BMF_ALWAYS_INLINE void bmf_vf_transpose(bmf_vf *r)
 {
     BMF_TRANSPOSE_STEP(bmf_vf, r, 4, 2, ((bmf_vfi){0, 1, 4, 5}),
@@ -343,6 +330,26 @@ BMF_ALWAYS_INLINE void bmf_vd_transpose(bmf_vd *r)
                        ((bmf_vdi){1, 3}));
 }
 #endif
+#define BMF_LANES_REDUCTIONS(V, T, REDUCE)                                     \
+    BMF_ALWAYS_INLINE V V##_hsum_lanes(V *v)                                   \
+    {                                                                          \
+        REDUCE(BMF_LANES_STEP, v, BMF_OP_ADD);                                 \
+        return v[0];                                                           \
+    }                                                                          \
+    BMF_ALWAYS_INLINE V V##_hmax_lanes(V *v)                                   \
+    {                                                                          \
+        REDUCE(BMF_LANES_STEP, v, V##_max);                                    \
+        return v[0];                                                           \
+    }                                                                          \
+    /* The largest lane of a vector without NaN (a running max keeps them   \
+     * out). */                                                               \
+    BMF_ALWAYS_INLINE T V##_hmax(V x)                                          \
+    {                                                                          \
+        REDUCE(BMF_ONE_STEP, x, V##_max);                                      \
+        return x[0];                                                           \
+    }
+BMF_LANES_REDUCTIONS(bmf_vf, float, BMF_VF_LANES_REDUCE)
+BMF_LANES_REDUCTIONS(bmf_vd, double, BMF_VD_LANES_REDUCE)
 
 /* ---- exp ---------------------------------------------------------------- */
 
