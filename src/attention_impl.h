@@ -16,7 +16,7 @@
  *    group's heads, in key order: a stream the memory system can keep up
  *    with, where reading one head at a time jumps B*E elements per key.
  * Both apply scale, mask and causality inside the tile and update each
- * row's running max and sum (online softmax, att_row_softmax), rescaling
+ * row's running max and sum (online softmax, att_softmax_rows), rescaling
  * the output accumulator.  The Lq x Lk score matrix never exists.  Work items
  * are handed out dynamically (bmf_next_item): each writes only its own rows
  * or partial slot, so who computes it does not change a bit.
@@ -149,47 +149,53 @@ static void KFN(att_chunk_keys)(const KFN(att_ctx) *c, size_t chunk, size_t i_en
     }
 }
 
-/* One query row's step of the online softmax over a tile of nk keys.  s
- * holds the row's raw scores, defined up to nk rounded up to VL; keys at
- * col >= n_ok are removed (causality), and so are those the mask row (mrow
- * additive or brow boolean, NULL for none; first key of the tile) removes.
- * Applies the scale, updates the row's max m and sum l, rescales its output
- * accumulator o (Dv_pad wide) and leaves P = exp(score - m) in s.  With
- * mark_removed, the removed keys' P is -0.0 (for a P.V that must skip them);
- * a key that is kept but scored -inf by the data keeps +0.0 and is read, as
- * in the reference. */
-static void KFN(att_row_softmax)(const KFN(att_ctx) *c, REAL *s, size_t nk, size_t n_ok,
-                                 const REAL *mrow, const unsigned char *brow,
-                                 int mark_removed, REAL *m, REAL *l, REAL *o)
+/* The online softmax of a tile of nk keys (att_softmax_rows) for up to VL
+ * query rows: where each row's scores are, which of its keys are removed,
+ * and its running max m, sum l and output accumulator o (Dv_pad wide). */
+typedef struct {
+    size_t n;                      /* rows */
+    REAL *s[VL];                   /* raw scores in (defined up to nk rounded up to VL), P out */
+    size_t n_ok[VL];               /* keys at col >= n_ok are removed (causality) */
+    const REAL *mrow[VL];          /* additive mask row at the tile's first key, or NULL */
+    const unsigned char *brow[VL]; /* boolean mask row, or NULL */
+    REAL *m[VL], *l[VL], *o[VL];
+} KFN(att_rows);
+
+/* First pass over one row's scores s: returns a vector whose largest lane
+ * is the row's largest scaled score, -inf if none.  Nothing to remove
+ * (*plain): the max of the raw scores times a positive scale is the max of
+ * the scaled ones (rounding is monotone), so the pass only reads, and the
+ * exp pass scales (the product rounded, as in the reference) before it
+ * subtracts.  Otherwise it scales, masks and stores (removed keys -inf),
+ * and with removed_flag notes 1 for each removed key, else 0. */
+BMF_ALWAYS_INLINE VEC KFN(att_row_scores)(const KFN(att_ctx) *c, REAL *s, size_t nk, size_t n_ok,
+                                          const REAL *mrow, const unsigned char *brow,
+                                          REAL *removed_flag, int *plain)
 {
-    const VEC iota = V(iota)(), scale = V(set1)(c->scale), neg_zero = V(set1)(-(REAL)0);
+    const VEC iota = V(iota)(), scale = V(set1)(c->scale);
     const VEC minus_inf = V(set1)(-(REAL)INFINITY);
-    size_t width = (nk + VL - 1) / VL * VL;
-    REAL removed_flag[BMF_ATT_BK]; /* with mark_removed: 1 where removed, else 0 */
-    VEC vmax = minus_inf;
-    REAL m_new = 0;
-    /* Nothing to remove: the max of the raw scores times a positive scale is
-     * the max of the scaled ones (rounding is monotone), so this pass only
-     * reads, and the next one scales (the product rounded, as in the
-     * reference) before it subtracts.  With anything to remove, the general
-     * pass scales, masks and stores first. */
-    int plain = !mrow && !brow && n_ok == width && c->scale > 0;
-    if (plain) { /* four running maxima: V(max) is a compare and a select, latency-bound */
+    size_t full = nk / VL * VL;
+    *plain = !mrow && !brow && n_ok == nk && c->scale > 0;
+    if (*plain) { /* four running maxima: V(max) is a compare and a select, latency-bound */
         VEC vmax4[4] = {minus_inf, minus_inf, minus_inf, minus_inf};
         size_t col = 0;
-        for (; col + 4 * VL <= width; col += 4 * VL)
+        for (; col + 4 * VL <= full; col += 4 * VL)
             for (int u = 0; u < 4; u++) vmax4[u] = V(max)(vmax4[u], V(load)(s + col + (size_t)u * VL));
-        for (; col < width; col += VL) vmax4[0] = V(max)(vmax4[0], V(load)(s + col));
-        m_new = V(hmax)(V(max)(V(max)(vmax4[0], vmax4[1]), V(max)(vmax4[2], vmax4[3]))) * c->scale;
+        for (; col < full; col += VL) vmax4[0] = V(max)(vmax4[0], V(load)(s + col));
+        if (full < nk) /* the lanes past nk are left out */
+            vmax4[1] = V(max)(vmax4[1], V(select)(iota + (REAL)full >= (REAL)nk, minus_inf,
+                                                  V(load)(s + full)));
+        return V(max)(V(max)(vmax4[0], vmax4[1]), V(max)(vmax4[2], vmax4[3])) * scale;
     }
-    for (size_t col = 0; !plain && col < width; col += VL) {
+    VEC vmax = minus_inf;
+    for (size_t col = 0; col < nk; col += VL) {
         VEC sv = V(mul_rounded)(V(load)(s + col), scale); /* then + mask, as the reference */
         if (mrow || brow || col + VL > n_ok) {
             VI removed = iota + (REAL)col >= (REAL)n_ok; /* past the tile's keys or the causal limit */
             if (mrow) {
                 VEC mv;
                 if (c->ms[3] == 1) {
-                    mv = V(load_partial)(mrow + col, nk > col ? nk - col : 0);
+                    mv = V(load_partial)(mrow + col, nk - col);
                 } else {
                     mv = V(set1)(0);
                     for (size_t j = col; j < col + VL && j < nk; j++)
@@ -200,7 +206,7 @@ static void KFN(att_row_softmax)(const KFN(att_ctx) *c, REAL *s, size_t nk, size
                 sv += mv;
             } else if (brow) {
                 if (c->ms[3] == 1) {
-                    removed |= V(removed_bytes)(brow + col, nk > col ? nk - col : 0);
+                    removed |= V(removed_bytes)(brow + col, nk - col);
                 } else {
                     VI by_mask = (VI){0} == 0; /* all removed; kept lanes cleared below */
                     for (size_t j = col; j < col + VL && j < nk; j++)
@@ -209,86 +215,84 @@ static void KFN(att_row_softmax)(const KFN(att_ctx) *c, REAL *s, size_t nk, size
                 }
             }
             sv = V(select)(removed, minus_inf, sv);
-            if (mark_removed) V(store)(removed_flag + col, V(select)(removed, V(set1)(1), V(set1)(0)));
-        } else if (mark_removed) {
+            if (removed_flag) V(store)(removed_flag + col, V(select)(removed, V(set1)(1), V(set1)(0)));
+        } else if (removed_flag) {
             V(store)(removed_flag + col, V(set1)(0));
         }
         V(store)(s + col, sv);
         vmax = V(max)(vmax, sv);
     }
-    if (!plain) m_new = V(hmax)(vmax);
-    if (*m > m_new) m_new = *m;
-    /* exp(-inf - -inf) would be NaN: a row with nothing yet uses 0. */
-    REAL m_use = m_new == -(REAL)INFINITY ? 0 : m_new;
-    VEC mu = V(set1)(m_use), vsum = V(set1)(0);
-    mark_removed &= !plain; /* the plain pass removed nothing */
-    for (size_t col = 0; col < width; col += VL) {
-        VEC sv = plain ? V(mul_rounded)(V(load)(s + col), scale) : V(load)(s + col);
-        VEC p = V(exp)(sv - mu);
-        vsum += p;
-        /* exp gives +0.0 for a removed key; -0.0 marks it */
-        if (mark_removed) p = V(select)(V(load)(removed_flag + col) != 0, neg_zero, p);
-        V(store)(s + col, p);
-    }
-    /* exp(-inf) = 0 and exp(0) = 1 without a call: short rows pay for it */
-    REAL alpha = *m == m_use ? 1 : *m == -(REAL)INFINITY ? 0 : KFN(att_exp1)(*m - m_use);
-    *l = *l * alpha + V(hsum)(vsum);
-    *m = m_new;
-    if (alpha != 1)
-        for (size_t d = 0; d < c->Dv_pad; d += VL) V(store)(o + d, V(load)(o + d) * alpha);
+    return vmax;
 }
 
-/* att_row_softmax for the rows [0, nq) of a tile with nothing to remove (no
- * mask, no causal cut, scale > 0; the lanes past nk are left out), VL rows
- * at a time:
- * their maxima and sums are reduced together (hmax_lanes, hsum_lanes) and
- * their rescale factors come from one vector exp.  Row by row, the horizontal
- * reductions and the scalar exp made a short row (attn-short's 128 keys)
- * cost twice its exps, on one chain of dependent steps. */
-static void KFN(att_rows_softmax_plain)(const KFN(att_ctx) *c, REAL *S, size_t ld_s,
-                                        size_t nq, size_t nk, REAL *m, REAL *l,
-                                        REAL *O)
+/* Second pass: P = exp(score - mu) in place (a plain row's score scaled
+ * first), 0 past nk; returns the vector of partial sums of P.  With
+ * removed_flag, a removed key's P becomes -0.0 (exp gives it +0.0), for a
+ * P.V that must skip it; a key that is kept but scored -inf by the data
+ * keeps +0.0 and is read, as in the reference. */
+BMF_ALWAYS_INLINE VEC KFN(att_row_exp)(REAL *s, size_t nk, int plain, VEC scale, VEC mu,
+                                       const REAL *removed_flag)
+{
+    const VEC zero = V(set1)(0), neg_zero = V(set1)(-(REAL)0);
+    size_t full = nk / VL * VL;
+    VEC vsum = zero;
+    for (size_t col = 0; col < nk; col += VL) {
+        VEC sv = V(load)(s + col);
+        if (plain) sv = V(mul_rounded)(sv, scale);
+        VEC p = V(exp)(sv - mu);
+        if (col == full) p = V(select)(V(iota)() + (REAL)full >= (REAL)nk, zero, p);
+        vsum += p;
+        if (removed_flag) p = V(select)(V(load)(removed_flag + col) != 0, neg_zero, p);
+        V(store)(s + col, p);
+    }
+    return vsum;
+}
+
+/* One step of the online softmax over a tile of nk keys for the rows of R:
+ * applies the scale, the mask and causality, updates each row's max and sum,
+ * rescales its output accumulator and leaves P = exp(score - max) in its
+ * scores.  The rows' maxima and sums are reduced together (hmax_lanes,
+ * hsum_lanes) and their rescale factors come from one vector exp: row by
+ * row, those reductions and a scalar exp cost a short row (attn-short's 128
+ * keys) twice its exps, on one chain of dependent steps.  With mark_removed
+ * the rows go one at a time, each keeping its removed keys' flags between
+ * the passes. */
+static void KFN(att_softmax_rows)(const KFN(att_ctx) *c, const KFN(att_rows) *R, size_t nk,
+                                  int mark_removed)
 {
     const VEC scale = V(set1)(c->scale), minus_inf = V(set1)(-(REAL)INFINITY);
     const VEC zero = V(set1)(0), one = V(set1)(1);
-    size_t full = nk / VL * VL; /* the lanes past nk in a last vector are left out */
-    for (size_t r0 = 0; r0 < nq; r0 += VL) {
-        size_t n = nq - r0 < VL ? nq - r0 : VL;
-        VEC acc[VL]; /* per row: running maxima, then sums of P */
+    REAL removed_flag[BMF_ATT_BK];
+    size_t group = mark_removed ? 1 : (size_t)VL;
+    for (size_t r0 = 0; r0 < R->n; r0 += group) {
+        size_t n = R->n - r0 < group ? R->n - r0 : group;
+        VEC acc[VL]; /* per row: maxima, then sums of P */
+        int plain[VL];
+        REAL m_prev[VL], l_prev[VL];
         for (size_t r = 0; r < (size_t)VL; r++) {
-            VEC vmax4[4] = {minus_inf, minus_inf, minus_inf, minus_inf};
-            const REAL *s = S + (r0 + r) * ld_s;
-            size_t col = 0;
-            for (; r < n && col + 4 * VL <= full; col += 4 * VL)
-                for (int u = 0; u < 4; u++) vmax4[u] = V(max)(vmax4[u], V(load)(s + col + (size_t)u * VL));
-            for (; r < n && col < full; col += VL) vmax4[0] = V(max)(vmax4[0], V(load)(s + col));
-            if (r < n && full < nk)
-                vmax4[1] = V(max)(vmax4[1], V(select)(V(iota)() + (REAL)full >= (REAL)nk, minus_inf,
-                                                      V(load)(s + full)));
-            acc[r] = V(max)(V(max)(vmax4[0], vmax4[1]), V(max)(vmax4[2], vmax4[3]));
+            m_prev[r] = r < n ? *R->m[r0 + r] : 0;
+            l_prev[r] = r < n ? *R->l[r0 + r] : 0;
+            acc[r] = r < n ? KFN(att_row_scores)(c, R->s[r0 + r], nk, R->n_ok[r0 + r], R->mrow[r0 + r],
+                                                 R->brow[r0 + r], mark_removed ? removed_flag : NULL,
+                                                 &plain[r])
+                           : minus_inf;
         }
-        /* As att_row_softmax: the max of the raw scores, then scaled */
-        VEC m_old = V(load_partial)(m + r0, n);
-        VEC m_new = V(max)(V(hmax_lanes)(acc) * scale, m_old);
+        VEC m_old = V(load)(m_prev);
+        VEC m_new = V(max)(V(hmax_lanes)(acc), m_old);
+        /* exp(-inf - -inf) would be NaN: a row with nothing yet uses 0. */
         VEC m_use = V(select)(m_new == minus_inf, zero, m_new);
         VEC alpha = V(exp)(m_old - m_use);
         alpha = V(select)(m_old == minus_inf, zero, alpha);
         alpha = V(select)(m_old == m_use, one, alpha);
-        for (size_t r = 0; r < (size_t)VL; r++) {
-            VEC mu = V(set1)(m_use[r]), vsum = zero;
-            REAL *s = S + (r0 + r) * ld_s;
-            for (size_t col = 0; r < n && col < nk; col += VL) {
-                VEC p = V(exp)(V(mul_rounded)(V(load)(s + col), scale) - mu);
-                if (col == full) p = V(select)(V(iota)() + (REAL)full >= (REAL)nk, zero, p);
-                vsum += p;
-                V(store)(s + col, p);
-            }
-            acc[r] = vsum;
-        }
-        V(store_partial)(l + r0, V(load_partial)(l + r0, n) * alpha + V(hsum_lanes)(acc), n);
-        V(store_partial)(m + r0, m_new, n);
+        for (size_t r = 0; r < (size_t)VL; r++)
+            acc[r] = r < n ? KFN(att_row_exp)(R->s[r0 + r], nk, plain[r], scale, V(set1)(m_use[r]),
+                                              mark_removed && !plain[r] ? removed_flag : NULL)
+                           : zero;
+        VEC l_new = V(load)(l_prev) * alpha + V(hsum_lanes)(acc);
         for (size_t r = 0; r < n; r++) {
-            REAL a = alpha[r], *o = O + (r0 + r) * c->Dv_pad;
+            REAL a = alpha[r], *o = R->o[r0 + r];
+            *R->m[r0 + r] = m_new[r];
+            *R->l[r0 + r] = l_new[r];
             if (a != 1)
                 for (size_t d = 0; d < c->Dv_pad; d += VL) V(store)(o + d, V(load)(o + d) * a);
         }
@@ -340,18 +344,21 @@ static void KFN(att_item)(const KFN(att_ctx) *c, size_t item, REAL *m, REAL *l,
         const REAL *Vt = c->V_packed + (bh * c->Lk + j0) * Dv_pad;
         int v_finite = c->v_tile_finite[bh * c->n_ktiles + j0 / BK]
                        || !KFN(att_tile_may_remove)(c, mask_bh || bool_bh, i0, j0, nk);
-        /* Causality cuts row i0's keys first: if not it, then none. */
-        if (!mask_bh && !bool_bh && c->scale > 0
-            && KFN(att_keys_ok)(c, i0, j0, nk) == nk) {
-            KFN(att_rows_softmax_plain)(c, S, BK, nq, nk, m, l, O);
-        } else {
-            for (size_t r = 0; r < nq; r++) {
+        KFN(att_rows) R;
+        for (size_t r0 = 0; r0 < nq; r0 += VL) {
+            R.n = nq - r0 < VL ? nq - r0 : VL;
+            for (size_t k = 0; k < R.n; k++) {
+                size_t r = r0 + k;
                 ptrdiff_t row_at = (ptrdiff_t)(i0 + r) * c->ms[2] + (ptrdiff_t)j0 * c->ms[3];
-                KFN(att_row_softmax)(c, S + r * BK, nk, KFN(att_keys_ok)(c, i0 + r, j0, nk),
-                                     mask_bh ? mask_bh + row_at : NULL,
-                                     bool_bh ? bool_bh + row_at : NULL, !v_finite,
-                                     m + r, l + r, O + r * Dv_pad);
+                R.s[k] = S + r * BK;
+                R.n_ok[k] = KFN(att_keys_ok)(c, i0 + r, j0, nk);
+                R.mrow[k] = mask_bh ? mask_bh + row_at : NULL;
+                R.brow[k] = bool_bh ? bool_bh + row_at : NULL;
+                R.m[k] = m + r;
+                R.l[k] = l + r;
+                R.o[k] = O + r * Dv_pad;
             }
+            KFN(att_softmax_rows)(c, &R, nk, !v_finite);
         }
         if (!v_finite) { /* rare: skip removed keys so their NaN/inf stays out */
             for (size_t r = 0; r < nq; r++)
@@ -435,6 +442,8 @@ static void KFN(att_item_key_major)(const KFN(att_ctx) *c, size_t item, REAL *S)
         /* The V finite pass only where a key may be removed. */
         int v_finite = !KFN(att_tile_may_remove)(c, any_masked, 0, j0, nk)
                        || KFN(att_rows_finite)(Vg + j0 * c->ld_v, c->ld_v, nk, ng * Dv);
+        KFN(att_rows) R;
+        R.n = 0;
         for (size_t g = 0; g < ng; g++) {
             if (skip[g]) continue;
             const REAL *mask_bh;
@@ -445,12 +454,20 @@ static void KFN(att_item_key_major)(const KFN(att_ctx) *c, size_t item, REAL *S)
                 REAL *s = S + (g * nq + r) * BK;
                 for (size_t j = nk; j < width; j++) s[j] = 0; /* defined lanes */
                 ptrdiff_t row_at = (ptrdiff_t)r * c->ms[2] + (ptrdiff_t)j0 * c->ms[3];
-                KFN(att_row_softmax)(c, s, nk, KFN(att_keys_ok)(c, r, j0, nk),
-                                     mask_bh ? mask_bh + row_at : NULL,
-                                     bool_bh ? bool_bh + row_at : NULL, !v_finite,
-                                     m + r, m + nq + r, m + 2 * nq + r * Dv_pad);
+                R.s[R.n] = s;
+                R.n_ok[R.n] = KFN(att_keys_ok)(c, r, j0, nk);
+                R.mrow[R.n] = mask_bh ? mask_bh + row_at : NULL;
+                R.brow[R.n] = bool_bh ? bool_bh + row_at : NULL;
+                R.m[R.n] = m + r;
+                R.l[R.n] = m + nq + r;
+                R.o[R.n] = m + 2 * nq + r * Dv_pad;
+                if (++R.n == (size_t)VL) {
+                    KFN(att_softmax_rows)(c, &R, nk, !v_finite);
+                    R.n = 0;
+                }
             }
         }
+        if (R.n) KFN(att_softmax_rows)(c, &R, nk, !v_finite);
         /* O += P V in key order, BMF_ATT_PV_KEYS keys at a time so that each
          * vector of O is loaded and stored once per block. */
         for (size_t jb = 0; jb < nk; jb += BMF_ATT_PV_KEYS) {
