@@ -253,8 +253,8 @@ BMF_ALWAYS_INLINE VEC KFN(att_row_exp)(REAL *s, size_t nk, int plain, VEC scale,
  * rescales its output accumulator and leaves P = exp(score - max) in its
  * scores.  The rows' maxima and sums are reduced together (hmax_lanes,
  * hsum_lanes) and their rescale factors come from one vector exp: row by
- * row, those reductions and a scalar exp cost a short row (attn-short's 128
- * keys) twice its exps, on one chain of dependent steps.  With mark_removed
+ * row, those reductions and a scalar exp had cost a short row (attn-short's
+ * 128 keys) twice its exps, on one chain of dependent steps.  With mark_removed
  * the rows go one at a time, each keeping its removed keys' flags between
  * the passes. */
 static void KFN(att_softmax_rows)(const KFN(att_ctx) *c, const KFN(att_rows) *R, size_t nk,
@@ -282,7 +282,7 @@ static void KFN(att_softmax_rows)(const KFN(att_ctx) *c, const KFN(att_rows) *R,
         /* exp(-inf - -inf) would be NaN: a row with nothing yet uses 0. */
         VEC m_use = V(select)(m_new == minus_inf, zero, m_new);
         VEC alpha = V(exp)(m_old - m_use);
-        alpha = V(select)(m_old == minus_inf, zero, alpha);
+        alpha = V(select)(m_old == minus_inf, zero, alpha); /* nothing before: 0 exactly */
         alpha = V(select)(m_old == m_use, one, alpha);
         for (size_t r = 0; r < (size_t)VL; r++)
             acc[r] = r < n ? KFN(att_row_exp)(R->s[r0 + r], nk, plain[r], scale, V(set1)(m_use[r]),
