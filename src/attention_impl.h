@@ -375,6 +375,31 @@ static void KFN(att_item)(const KFN(att_ctx) *c, size_t item, REAL *m, REAL *l,
     }
 }
 
+/* Key-major blocks for head sizes of nd = 4 or 8 vectors (a constant at each
+ * call), the same additions in the same order as the general loops below:
+ * the query row (att_km_dots) or the output row (att_km_pv) stays in
+ * registers and one pointer walks the key rows, where the general loops keep
+ * VL (or 8) row pointers, more than the registers hold. */
+BMF_ALWAYS_INLINE void KFN(att_km_dots)(const int nd, const REAL *q, const REAL *k, size_t ld,
+                                        VEC *acc)
+{
+    VEC qv[8];
+    for (int u = 0; u < nd; u++) qv[u] = V(load)(q + (size_t)u * VL);
+    for (size_t jj = 0; jj < VL; jj++, k += ld)
+        for (int u = 0; u < nd; u++) acc[jj] += qv[u] * V(load)(k + (size_t)u * VL);
+}
+BMF_ALWAYS_INLINE void KFN(att_km_pv)(const int nd, const REAL *p, const REAL *v, size_t ld,
+                                      REAL *o)
+{
+    VEC ov[8];
+    for (int u = 0; u < nd; u++) ov[u] = V(load)(o + (size_t)u * VL);
+    for (size_t jj = 0; jj < BMF_ATT_PV_KEYS; jj++, v += ld) {
+        VEC pj = V(set1)(p[jj]);
+        for (int u = 0; u < nd; u++) ov[u] += pj * V(load)(v + (size_t)u * VL);
+    }
+    for (int u = 0; u < nd; u++) V(store)(o + (size_t)u * VL, ov[u]);
+}
+
 /* Key-major path: one item = the (batch, head) pairs [bh0, bh1) and the keys
  * of one chunk, for all Lq query rows; its m, l and O go to the partials of
  * (pair, chunk).  S holds group_bh * Lq rows of BMF_ATT_BK_KM scores. */
@@ -420,7 +445,11 @@ static void KFN(att_item_key_major)(const KFN(att_ctx) *c, size_t item, REAL *S)
                     const REAL *q = Qg + r * c->ld_q + g * Dk, *k = kblock + g * Dk;
                     VEC acc[VL];
                     for (size_t jj = 0; jj < VL; jj++) acc[jj] = V(set1)(0);
-                    if (nj == VL && Dk % VL == 0) {
+                    if (nj == VL && Dk == 4 * VL) {
+                        KFN(att_km_dots)(4, q, k, c->ld_q, acc);
+                    } else if (nj == VL && Dk == 8 * VL) {
+                        KFN(att_km_dots)(8, q, k, c->ld_q, acc);
+                    } else if (nj == VL && Dk % VL == 0) {
                         /* the common block, without a test: acc stays in registers */
                         for (size_t d = 0; d < Dk; d += VL) {
                             VEC qv = V(load)(q + d);
@@ -481,6 +510,11 @@ static void KFN(att_item_key_major)(const KFN(att_ctx) *c, size_t item, REAL *S)
                     for (size_t jj = 0; jj < BMF_ATT_PV_KEYS; jj++)
                         p[jj] = jj < nb ? S[(g * nq + r) * BK + jb + jj] : 0;
                     REAL *o = O + r * Dv_pad;
+                    if (nb == BMF_ATT_PV_KEYS && v_finite && (Dv == 4 * VL || Dv == 8 * VL)) {
+                        if (Dv == 4 * VL) KFN(att_km_pv)(4, p, vrow + g * Dv, c->ld_v, o);
+                        else KFN(att_km_pv)(8, p, vrow + g * Dv, c->ld_v, o);
+                        continue;
+                    }
                     if (nb == BMF_ATT_PV_KEYS && v_finite && Dv % VL == 0) {
                         /* the common block, without a test (same order of additions) */
                         const REAL *vg = vrow + g * Dv;

@@ -12,6 +12,8 @@
  *   ./src/tests/ab_kernels att "2048 2048 2 64 1" 20 2 /old/src/libbmf_core.so src/libbmf_core.so
  *   ./src/tests/ab_kernels rnn "1000 1 256 256" 30 2 A.so B.so
  * att dims: Lq Lk B E heads (float32, no mask); rnn dims: T B I H (float32).
+ * A library whose first result differs in any bit from the first library's
+ * is marked so (a change meant to keep the bits can be checked that way).
  * AB_SPINNER=seconds in the environment: each call is made while another
  * thread busy-waits that long, started just before it, as NumPy's OpenBLAS
  * threads do for 2^28 cycles after each call (0.13 s at 2.1 GHz). */
@@ -84,7 +86,10 @@ int main(int argc, char **argv)
     const char *spinner_env = getenv("AB_SPINNER");
     double spin_seconds = spinner_env ? atof(spinner_env) : 0;
     double *t = malloc(sizeof *t * (size_t)reps * (size_t)n_libs);
-    if (!t) return 1;
+    size_t out_n = attention ? d[0] * d[2] * d[3] : d[0] * d[1] * d[3];
+    float *first_out = malloc(sizeof *first_out * out_n);
+    int *same_bits = malloc(sizeof *same_bits * (size_t)n_libs);
+    if (!t || !first_out || !same_bits) return 1;
     for (int r = 0; r < reps; r++)
         for (int j = 0; j < n_libs; j++) {
             int i = r % 2 ? n_libs - 1 - j : j; /* ABAB.. then BABA..: no fixed order */
@@ -101,6 +106,8 @@ int main(int argc, char **argv)
                 fprintf(stderr, "%s returned %d\n", argv[5 + i], rc);
                 return 1;
             }
+            if (r == 0 && i == 0) memcpy(first_out, out, sizeof *first_out * out_n);
+            if (r == 0) same_bits[i] = memcmp(first_out, out, sizeof *first_out * out_n) == 0;
         }
     double first = 0;
     for (int i = 0; i < n_libs; i++) {
@@ -108,8 +115,8 @@ int main(int argc, char **argv)
         qsort(ti, (size_t)reps, sizeof *ti, by_value);
         double median = ti[reps / 2]; /* the upper middle one for even reps */
         if (i == 0) first = median;
-        printf("%-40s median %9.3f ms  best %9.3f ms  ratio %.3f\n", argv[5 + i], median * 1e3,
-               ti[0] * 1e3, median / first);
+        printf("%-40s median %9.3f ms  best %9.3f ms  ratio %.3f%s\n", argv[5 + i], median * 1e3,
+               ti[0] * 1e3, median / first, same_bits[i] ? "" : "  (result bits differ from the first)");
     }
     return 0;
 }
