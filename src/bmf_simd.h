@@ -231,8 +231,8 @@ BMF_ALWAYS_INLINE double bmf_vd_hsum(bmf_vd v) { return bmf_vd2_hsum(v); }
             r[i_ + (h)] = __builtin_shuffle(a_, b_, hi);                       \
         }
 #if BMF_VEC_BYTES == 64
-#define BMF_VF_LANES_REDUCE(STEP, v, OP) \
-    do { \
+#define BMF_VF_LANES_REDUCE(STEP, v, OP)                                       \
+    do {                                                                       \
         STEP(v, 16, ((bmf_vfi){0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23}), \
              ((bmf_vfi){8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31}), OP); \
         STEP(v, 8, ((bmf_vfi){0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27}), \
@@ -242,14 +242,14 @@ BMF_ALWAYS_INLINE double bmf_vd_hsum(bmf_vd v) { return bmf_vd2_hsum(v); }
         STEP(v, 2, ((bmf_vfi){0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30}), \
              ((bmf_vfi){1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31}), OP); \
     } while (0)
-#define BMF_VD_LANES_REDUCE(STEP, v, OP) \
-    do { \
-        STEP(v, 8, ((bmf_vdi){0, 1, 2, 3, 8, 9, 10, 11}), \
-             ((bmf_vdi){4, 5, 6, 7, 12, 13, 14, 15}), OP); \
-        STEP(v, 4, ((bmf_vdi){0, 1, 4, 5, 8, 9, 12, 13}), \
-             ((bmf_vdi){2, 3, 6, 7, 10, 11, 14, 15}), OP); \
-        STEP(v, 2, ((bmf_vdi){0, 2, 4, 6, 8, 10, 12, 14}), \
-             ((bmf_vdi){1, 3, 5, 7, 9, 11, 13, 15}), OP); \
+#define BMF_VD_LANES_REDUCE(STEP, v, OP)                                       \
+    do {                                                                       \
+        STEP(v, 8, ((bmf_vdi){0, 1, 2, 3, 8, 9, 10, 11}),                      \
+             ((bmf_vdi){4, 5, 6, 7, 12, 13, 14, 15}), OP);                     \
+        STEP(v, 4, ((bmf_vdi){0, 1, 4, 5, 8, 9, 12, 13}),                      \
+             ((bmf_vdi){2, 3, 6, 7, 10, 11, 14, 15}), OP);                     \
+        STEP(v, 2, ((bmf_vdi){0, 2, 4, 6, 8, 10, 12, 14}),                     \
+             ((bmf_vdi){1, 3, 5, 7, 9, 11, 13, 15}), OP);                      \
     } while (0)
 BMF_ALWAYS_INLINE void bmf_vf_transpose(bmf_vf *r)
 {
@@ -272,21 +272,21 @@ BMF_ALWAYS_INLINE void bmf_vd_transpose(bmf_vd *r)
                        ((bmf_vdi){1, 9, 3, 11, 5, 13, 7, 15}));
 }
 #elif BMF_VEC_BYTES == 32
-#define BMF_VF_LANES_REDUCE(STEP, v, OP) \
-    do { \
-        STEP(v, 8, ((bmf_vfi){0, 1, 2, 3, 8, 9, 10, 11}), \
-             ((bmf_vfi){4, 5, 6, 7, 12, 13, 14, 15}), OP); \
-        STEP(v, 4, ((bmf_vfi){0, 1, 4, 5, 8, 9, 12, 13}), \
-             ((bmf_vfi){2, 3, 6, 7, 10, 11, 14, 15}), OP); \
-        STEP(v, 2, ((bmf_vfi){0, 2, 4, 6, 8, 10, 12, 14}), \
-             ((bmf_vfi){1, 3, 5, 7, 9, 11, 13, 15}), OP); \
+#define BMF_VF_LANES_REDUCE(STEP, v, OP)                                       \
+    do {                                                                       \
+        STEP(v, 8, ((bmf_vfi){0, 1, 2, 3, 8, 9, 10, 11}),                      \
+             ((bmf_vfi){4, 5, 6, 7, 12, 13, 14, 15}), OP);                     \
+        STEP(v, 4, ((bmf_vfi){0, 1, 4, 5, 8, 9, 12, 13}),                      \
+             ((bmf_vfi){2, 3, 6, 7, 10, 11, 14, 15}), OP);                     \
+        STEP(v, 2, ((bmf_vfi){0, 2, 4, 6, 8, 10, 12, 14}),                     \
+             ((bmf_vfi){1, 3, 5, 7, 9, 11, 13, 15}), OP);                      \
     } while (0)
-#define BMF_VD_LANES_REDUCE(STEP, v, OP) \
-    do { \
-        STEP(v, 4, ((bmf_vdi){0, 1, 4, 5}), \
-             ((bmf_vdi){2, 3, 6, 7}), OP); \
-        STEP(v, 2, ((bmf_vdi){0, 2, 4, 6}), \
-             ((bmf_vdi){1, 3, 5, 7}), OP); \
+#define BMF_VD_LANES_REDUCE(STEP, v, OP)                                       \
+    do {                                                                       \
+        STEP(v, 4, ((bmf_vdi){0, 1, 4, 5}),                                    \
+             ((bmf_vdi){2, 3, 6, 7}), OP);                                     \
+        STEP(v, 2, ((bmf_vdi){0, 2, 4, 6}),                                    \
+             ((bmf_vdi){1, 3, 5, 7}), OP);                                     \
     } while (0)
 BMF_ALWAYS_INLINE void bmf_vf_transpose(bmf_vf *r)
 {
@@ -305,17 +305,17 @@ BMF_ALWAYS_INLINE void bmf_vd_transpose(bmf_vd *r)
                        ((bmf_vdi){1, 5, 3, 7}));
 }
 #elif BMF_VEC_BYTES == 16
-#define BMF_VF_LANES_REDUCE(STEP, v, OP) \
-    do { \
-        STEP(v, 4, ((bmf_vfi){0, 1, 4, 5}), \
-             ((bmf_vfi){2, 3, 6, 7}), OP); \
-        STEP(v, 2, ((bmf_vfi){0, 2, 4, 6}), \
-             ((bmf_vfi){1, 3, 5, 7}), OP); \
+#define BMF_VF_LANES_REDUCE(STEP, v, OP)                                       \
+    do {                                                                       \
+        STEP(v, 4, ((bmf_vfi){0, 1, 4, 5}),                                    \
+             ((bmf_vfi){2, 3, 6, 7}), OP);                                     \
+        STEP(v, 2, ((bmf_vfi){0, 2, 4, 6}),                                    \
+             ((bmf_vfi){1, 3, 5, 7}), OP);                                     \
     } while (0)
-#define BMF_VD_LANES_REDUCE(STEP, v, OP) \
-    do { \
-        STEP(v, 2, ((bmf_vdi){0, 2}), \
-             ((bmf_vdi){1, 3}), OP); \
+#define BMF_VD_LANES_REDUCE(STEP, v, OP)                                       \
+    do {                                                                       \
+        STEP(v, 2, ((bmf_vdi){0, 2}),                                          \
+             ((bmf_vdi){1, 3}), OP);                                           \
     } while (0)
 BMF_ALWAYS_INLINE void bmf_vf_transpose(bmf_vf *r)
 {
