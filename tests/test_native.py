@@ -144,6 +144,11 @@ ATTENTION_CASES = {       # Lq, Lk, B, E, Ev, heads, causal, mask form
     "many-heads": (3, 20, 7, 64, 48, 16, False, "3d-batch-head-bool"),
     # 16 pairs of short queries, enough work for 3 threads: each packs and runs whole pairs
     "pairs-as-items-causal": (40, 300, 4, 64, 64, 4, True, "4d-padding"),
+    # decoding with heads of 4 or 8 vectors at some ISA level and dtype (the rows kept in
+    # registers: att_km_dots, att_km_pv), masked, causal and split into key chunks
+    "decode-heads-of-32": (2, 700, 3, 64, 64, 2, False, "4d-padding"),
+    "decode-heads-of-64": (1, 650, 2, 128, 128, 2, True, None),
+    "decode-heads-of-128": (3, 520, 2, 256, 256, 2, False, "2d-bool"),
 }
 
 
@@ -362,6 +367,7 @@ DETERMINISM_ATTENTION = {    # Lq, Lk, B, E, Ev, heads, causal, mask form
     "split-keys": (1, 3000, 1, 16, 16, 1, False, None),
     "split-masked": (3, 2600, 2, 16, 8, 2, True, "chunks"),
     "many-items": (70, 90, 4, 24, 12, 3, False, "3d-batch-head"),
+    "decode-heads-of-64": (2, 1500, 2, 128, 128, 2, False, "4d-padding"),
 }
 
 
