@@ -153,6 +153,8 @@ static void KFN(att_chunk_keys)(const KFN(att_ctx) *c, size_t chunk, size_t i_en
  * query rows: where each row's scores are, which of its keys are removed,
  * and its running max m, sum l and output accumulator o (Dv_pad wide). */
 typedef struct {
+    size_t nk;
+    int mark_removed;              /* see att_softmax_rows */
     size_t n;                      /* rows */
     REAL *s[VL];                   /* raw scores in (defined up to nk rounded up to VL), P out */
     size_t n_ok[VL];               /* keys at col >= n_ok are removed (causality) */
@@ -257,9 +259,10 @@ BMF_ALWAYS_INLINE VEC KFN(att_row_exp)(REAL *s, size_t nk, int plain, VEC scale,
  * 128 keys) twice its exps, on one chain of dependent steps.  With mark_removed
  * the rows go one at a time, each keeping its removed keys' flags between
  * the passes. */
-static void KFN(att_softmax_rows)(const KFN(att_ctx) *c, const KFN(att_rows) *R, size_t nk,
-                                  int mark_removed)
+static void KFN(att_softmax_rows)(const KFN(att_ctx) *c, KFN(att_rows) *R)
 {
+    const size_t nk = R->nk;
+    const int mark_removed = R->mark_removed;
     const VEC scale = V(set1)(c->scale), minus_inf = V(set1)(-(REAL)INFINITY);
     const VEC zero = V(set1)(0), one = V(set1)(1);
     REAL removed_flag[BMF_ATT_BK];
@@ -297,6 +300,24 @@ static void KFN(att_softmax_rows)(const KFN(att_ctx) *c, const KFN(att_rows) *R,
                 for (size_t d = 0; d < c->Dv_pad; d += VL) V(store)(o + d, V(load)(o + d) * a);
         }
     }
+    R->n = 0;
+}
+
+/* Adds a row to R (its mask rows, if any, at row_at) and runs the softmax
+ * step when R is full; the caller runs it once more for the rows left. */
+static void KFN(att_rows_push)(const KFN(att_ctx) *c, KFN(att_rows) *R, REAL *s, size_t n_ok,
+                               const REAL *mask_bh, const unsigned char *bool_bh,
+                               ptrdiff_t row_at, REAL *m, REAL *l, REAL *o)
+{
+    size_t k = R->n++;
+    R->s[k] = s;
+    R->n_ok[k] = n_ok;
+    R->mrow[k] = mask_bh ? mask_bh + row_at : NULL;
+    R->brow[k] = bool_bh ? bool_bh + row_at : NULL;
+    R->m[k] = m;
+    R->l[k] = l;
+    R->o[k] = o;
+    if (R->n == (size_t)VL) KFN(att_softmax_rows)(c, R);
 }
 
 /* The mask's rows for (batch, head) bh: additive or boolean, NULL if none. */
@@ -344,22 +365,12 @@ static void KFN(att_item)(const KFN(att_ctx) *c, size_t item, REAL *m, REAL *l,
         const REAL *Vt = c->V_packed + (bh * c->Lk + j0) * Dv_pad;
         int v_finite = c->v_tile_finite[bh * c->n_ktiles + j0 / BK]
                        || !KFN(att_tile_may_remove)(c, mask_bh || bool_bh, i0, j0, nk);
-        KFN(att_rows) R;
-        for (size_t r0 = 0; r0 < nq; r0 += VL) {
-            R.n = nq - r0 < VL ? nq - r0 : VL;
-            for (size_t k = 0; k < R.n; k++) {
-                size_t r = r0 + k;
-                ptrdiff_t row_at = (ptrdiff_t)(i0 + r) * c->ms[2] + (ptrdiff_t)j0 * c->ms[3];
-                R.s[k] = S + r * BK;
-                R.n_ok[k] = KFN(att_keys_ok)(c, i0 + r, j0, nk);
-                R.mrow[k] = mask_bh ? mask_bh + row_at : NULL;
-                R.brow[k] = bool_bh ? bool_bh + row_at : NULL;
-                R.m[k] = m + r;
-                R.l[k] = l + r;
-                R.o[k] = O + r * Dv_pad;
-            }
-            KFN(att_softmax_rows)(c, &R, nk, !v_finite);
-        }
+        KFN(att_rows) R = {.nk = nk, .mark_removed = !v_finite, .n = 0};
+        for (size_t r = 0; r < nq; r++)
+            KFN(att_rows_push)(c, &R, S + r * BK, KFN(att_keys_ok)(c, i0 + r, j0, nk), mask_bh,
+                               bool_bh, (ptrdiff_t)(i0 + r) * c->ms[2] + (ptrdiff_t)j0 * c->ms[3],
+                               m + r, l + r, O + r * Dv_pad);
+        KFN(att_softmax_rows)(c, &R);
         if (!v_finite) { /* rare: skip removed keys so their NaN/inf stays out */
             for (size_t r = 0; r < nq; r++)
                 for (size_t j = 0; j < nk; j++) {
@@ -471,8 +482,7 @@ static void KFN(att_item_key_major)(const KFN(att_ctx) *c, size_t item, REAL *S)
         /* The V finite pass only where a key may be removed. */
         int v_finite = !KFN(att_tile_may_remove)(c, any_masked, 0, j0, nk)
                        || KFN(att_rows_finite)(Vg + j0 * c->ld_v, c->ld_v, nk, ng * Dv);
-        KFN(att_rows) R;
-        R.n = 0;
+        KFN(att_rows) R = {.nk = nk, .mark_removed = !v_finite, .n = 0};
         for (size_t g = 0; g < ng; g++) {
             if (skip[g]) continue;
             const REAL *mask_bh;
@@ -482,21 +492,12 @@ static void KFN(att_item_key_major)(const KFN(att_ctx) *c, size_t item, REAL *S)
             for (size_t r = 0; r < nq; r++) {
                 REAL *s = S + (g * nq + r) * BK;
                 for (size_t j = nk; j < width; j++) s[j] = 0; /* defined lanes */
-                ptrdiff_t row_at = (ptrdiff_t)r * c->ms[2] + (ptrdiff_t)j0 * c->ms[3];
-                R.s[R.n] = s;
-                R.n_ok[R.n] = KFN(att_keys_ok)(c, r, j0, nk);
-                R.mrow[R.n] = mask_bh ? mask_bh + row_at : NULL;
-                R.brow[R.n] = bool_bh ? bool_bh + row_at : NULL;
-                R.m[R.n] = m + r;
-                R.l[R.n] = m + nq + r;
-                R.o[R.n] = m + 2 * nq + r * Dv_pad;
-                if (++R.n == (size_t)VL) {
-                    KFN(att_softmax_rows)(c, &R, nk, !v_finite);
-                    R.n = 0;
-                }
+                KFN(att_rows_push)(c, &R, s, KFN(att_keys_ok)(c, r, j0, nk), mask_bh, bool_bh,
+                                   (ptrdiff_t)r * c->ms[2] + (ptrdiff_t)j0 * c->ms[3], m + r,
+                                   m + nq + r, m + 2 * nq + r * Dv_pad);
             }
         }
-        if (R.n) KFN(att_softmax_rows)(c, &R, nk, !v_finite);
+        KFN(att_softmax_rows)(c, &R);
         /* O += P V in key order, BMF_ATT_PV_KEYS keys at a time so that each
          * vector of O is loaded and stored once per block. */
         for (size_t jb = 0; jb < nk; jb += BMF_ATT_PV_KEYS) {
