@@ -11,7 +11,8 @@
  *   libbmf_core.so *.c -lm -lpthread)
  *   ./src/tests/ab_kernels att "2048 2048 2 64 1" 20 2 /old/src/libbmf_core.so src/libbmf_core.so
  *   ./src/tests/ab_kernels rnn "1000 1 256 256" 30 2 A.so B.so
- * att dims: Lq Lk B E heads (float32, no mask); rnn dims: T B I H (float32).
+ * att dims: Lq Lk B E heads (no mask); rnn dims: T B I H; float32, or float64
+ * as att64 / rnn64.
  * A library whose first result differs in any bit from the first library's
  * is marked so (a change meant to keep the bits can be checked that way).
  * AB_SPINNER=seconds in the environment: each call is made while another
@@ -28,9 +29,26 @@
 
 #define MAX_LIBS 8
 
-typedef int (*attention_fn)(size_t, size_t, size_t, size_t, size_t, size_t, const float *,
-                            const float *, const float *, const void *, int,
-                            const ptrdiff_t *, int, double, float *, int);
+/* bmf_attention_f32/_f64 and bmf_rnn_f32/_f64, their arrays as void *. */
+typedef int (*attention_fn)(size_t, size_t, size_t, size_t, size_t, size_t, const void *,
+                            const void *, const void *, const void *, int,
+                            const ptrdiff_t *, int, double, void *, int);
+typedef int (*rnn_any_fn)(size_t, size_t, size_t, size_t, const void *, const void *,
+                          const void *, const void *, const void *, void *, int);
+
+static int use_f64;
+
+/* rnd(n, s) as float, or widened to double for the float64 kernels. */
+static void *data(size_t n, float s)
+{
+    float *f = rnd(n, s);
+    if (!use_f64) return f;
+    double *d = malloc((n ? n : 1) * sizeof *d);
+    if (!d) exit(1);
+    for (size_t i = 0; i < n; i++) d[i] = f[i];
+    free(f);
+    return d;
+}
 static void *busy_wait(void *seconds)
 {
     double end = now() + *(double *)seconds;
@@ -48,10 +66,12 @@ static int by_value(const void *a, const void *b)
 int main(int argc, char **argv)
 {
     if (argc < 6 || argc - 5 > MAX_LIBS) {
-        fprintf(stderr, "usage: %s att|rnn \"dims\" reps threads lib.so [lib.so ...]\n", argv[0]);
+        fprintf(stderr, "usage: %s att|rnn|att64|rnn64 \"dims\" reps threads lib.so [lib.so ...]\n", argv[0]);
         return 2;
     }
-    int attention = strcmp(argv[1], "att") == 0;
+    int attention = strncmp(argv[1], "att", 3) == 0;
+    int f64 = use_f64 = strstr(argv[1], "64") != NULL; /* att64, rnn64: float64 */
+    size_t elt = f64 ? sizeof(double) : sizeof(float);
     size_t d[5] = {0, 0, 0, 0, 1};
     int n_dims = sscanf(argv[2], "%zu %zu %zu %zu %zu", &d[0], &d[1], &d[2], &d[3], &d[4]);
     int reps = atoi(argv[3]), nt = atoi(argv[4]), n_libs = argc - 5;
@@ -62,32 +82,33 @@ int main(int argc, char **argv)
     void *fn[MAX_LIBS];
     for (int i = 0; i < n_libs; i++) {
         void *lib = dlopen(argv[5 + i], RTLD_NOW | RTLD_LOCAL);
-        fn[i] = lib ? dlsym(lib, attention ? "bmf_attention_f32" : "bmf_rnn_f32") : NULL;
+        fn[i] = lib ? dlsym(lib, attention ? (f64 ? "bmf_attention_f64" : "bmf_attention_f32")
+                                           : (f64 ? "bmf_rnn_f64" : "bmf_rnn_f32")) : NULL;
         if (!fn[i]) {
             fprintf(stderr, "%s: %s\n", argv[5 + i], dlerror());
             return 1;
         }
     }
-    float *a, *b, *c, *w1 = NULL, *w2 = NULL, *bias = NULL, *out;
+    void *a, *b, *c, *w1 = NULL, *w2 = NULL, *bias = NULL, *out;
     if (attention) { /* Q, K, V, out */
-        a = rnd(d[0] * d[2] * d[3], 1);
-        b = rnd(d[1] * d[2] * d[3], 1);
-        c = rnd(d[1] * d[2] * d[3], 1);
-        out = rnd(d[0] * d[2] * d[3], 0);
+        a = data(d[0] * d[2] * d[3], 1);
+        b = data(d[1] * d[2] * d[3], 1);
+        c = data(d[1] * d[2] * d[3], 1);
+        out = data(d[0] * d[2] * d[3], 0);
     } else { /* x, h0, Wx, Wh, b, out */
-        a = rnd(d[0] * d[1] * d[2], 1);
-        b = rnd(d[1] * d[3], 1);
-        w1 = rnd(d[3] * d[2], 0.1f);
-        w2 = rnd(d[3] * d[3], 0.05f);
-        bias = rnd(d[3], 0.1f);
+        a = data(d[0] * d[1] * d[2], 1);
+        b = data(d[1] * d[3], 1);
+        w1 = data(d[3] * d[2], 0.1f);
+        w2 = data(d[3] * d[3], 0.05f);
+        bias = data(d[3], 0.1f);
         c = NULL;
-        out = rnd(d[0] * d[1] * d[3], 0);
+        out = data(d[0] * d[1] * d[3], 0);
     }
     const char *spinner_env = getenv("AB_SPINNER");
     double spin_seconds = spinner_env ? atof(spinner_env) : 0;
     double *t = malloc(sizeof *t * (size_t)reps * (size_t)n_libs);
     size_t out_n = attention ? d[0] * d[2] * d[3] : d[0] * d[1] * d[3];
-    float *first_out = malloc(sizeof *first_out * out_n);
+    unsigned char *first_out = malloc(elt * out_n);
     int *same_bits = malloc(sizeof *same_bits * (size_t)n_libs);
     if (!t || !first_out || !same_bits) return 1;
     for (int r = 0; r < reps; r++)
@@ -99,15 +120,15 @@ int main(int argc, char **argv)
             int rc = attention
                 ? ((attention_fn)fn[i])(d[0], d[1], d[2], d[4], d[3] / d[4], d[3] / d[4], a, b, c,
                                         NULL, 0, NULL, 0, 0.125, out, nt)
-                : ((rnn_fn)fn[i])(d[0], d[1], d[2], d[3], a, b, w1, w2, bias, out, nt);
+                : ((rnn_any_fn)fn[i])(d[0], d[1], d[2], d[3], a, b, w1, w2, bias, out, nt);
             t[(size_t)i * reps + r] = now() - t0;
             if (spin_seconds > 0) pthread_join(spinner, NULL);
             if (rc) {
                 fprintf(stderr, "%s returned %d\n", argv[5 + i], rc);
                 return 1;
             }
-            if (r == 0 && i == 0) memcpy(first_out, out, sizeof *first_out * out_n);
-            if (r == 0) same_bits[i] = memcmp(first_out, out, sizeof *first_out * out_n) == 0;
+            if (r == 0 && i == 0) memcpy(first_out, out, elt * out_n);
+            if (r == 0) same_bits[i] = memcmp(first_out, out, elt * out_n) == 0;
         }
     double first = 0;
     for (int i = 0; i < n_libs; i++) {
