@@ -214,7 +214,7 @@ BMF_ALWAYS_INLINE double bmf_vd_hsum(bmf_vd v) { return bmf_vd2_hsum(v); }
  * transpose(r): the LANES x LANES matrix of rows r[0..LANES) transposed in
  * place, in registers: each step swaps the off-diagonal h x h blocks of every
  * 2h x 2h block, h = LANES/2 down to 1.
- * The masks are literals, one set per vector width, so that the shuffles
+ * The masks are literals, one set per lane count, so that the shuffles
  * compile to single permutes. */
 #define BMF_LANES_STEP(v, n, lo, hi, OP)                                       \
     for (int k_ = 0; k_ < (n) / 2; k_++)                                       \
@@ -230,27 +230,36 @@ BMF_ALWAYS_INLINE double bmf_vd_hsum(bmf_vd v) { return bmf_vd2_hsum(v); }
             r[i_] = __builtin_shuffle(a_, b_, lo);                             \
             r[i_ + (h)] = __builtin_shuffle(a_, b_, hi);                       \
         }
+/* The reduction steps by lane count; IT is the vectors' lane-index type. */
+#define BMF_REDUCE_2(STEP, v, OP, IT) STEP(v, 2, ((IT){0, 2}), ((IT){1, 3}), OP)
+#define BMF_REDUCE_4(STEP, v, OP, IT)                                          \
+    do {                                                                       \
+        STEP(v, 4, ((IT){0, 1, 4, 5}), ((IT){2, 3, 6, 7}), OP);                \
+        STEP(v, 2, ((IT){0, 2, 4, 6}), ((IT){1, 3, 5, 7}), OP);                \
+    } while (0)
+#define BMF_REDUCE_8(STEP, v, OP, IT)                                          \
+    do {                                                                       \
+        STEP(v, 8, ((IT){0, 1, 2, 3, 8, 9, 10, 11}),                           \
+             ((IT){4, 5, 6, 7, 12, 13, 14, 15}), OP);                          \
+        STEP(v, 4, ((IT){0, 1, 4, 5, 8, 9, 12, 13}),                           \
+             ((IT){2, 3, 6, 7, 10, 11, 14, 15}), OP);                          \
+        STEP(v, 2, ((IT){0, 2, 4, 6, 8, 10, 12, 14}),                          \
+             ((IT){1, 3, 5, 7, 9, 11, 13, 15}), OP);                           \
+    } while (0)
+#define BMF_REDUCE_16(STEP, v, OP, IT)                                         \
+    do {                                                                       \
+        STEP(v, 16, ((IT){0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23}), \
+             ((IT){8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31}), OP); \
+        STEP(v, 8, ((IT){0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27}), \
+             ((IT){4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31}), OP); \
+        STEP(v, 4, ((IT){0, 1, 4, 5, 8, 9, 12, 13, 16, 17, 20, 21, 24, 25, 28, 29}), \
+             ((IT){2, 3, 6, 7, 10, 11, 14, 15, 18, 19, 22, 23, 26, 27, 30, 31}), OP); \
+        STEP(v, 2, ((IT){0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30}), \
+             ((IT){1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31}), OP); \
+    } while (0)
 #if BMF_VEC_BYTES == 64
-#define BMF_VF_LANES_REDUCE(STEP, v, OP)                                       \
-    do {                                                                       \
-        STEP(v, 16, ((bmf_vfi){0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23}), \
-             ((bmf_vfi){8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31}), OP); \
-        STEP(v, 8, ((bmf_vfi){0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27}), \
-             ((bmf_vfi){4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31}), OP); \
-        STEP(v, 4, ((bmf_vfi){0, 1, 4, 5, 8, 9, 12, 13, 16, 17, 20, 21, 24, 25, 28, 29}), \
-             ((bmf_vfi){2, 3, 6, 7, 10, 11, 14, 15, 18, 19, 22, 23, 26, 27, 30, 31}), OP); \
-        STEP(v, 2, ((bmf_vfi){0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30}), \
-             ((bmf_vfi){1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31}), OP); \
-    } while (0)
-#define BMF_VD_LANES_REDUCE(STEP, v, OP)                                       \
-    do {                                                                       \
-        STEP(v, 8, ((bmf_vdi){0, 1, 2, 3, 8, 9, 10, 11}),                      \
-             ((bmf_vdi){4, 5, 6, 7, 12, 13, 14, 15}), OP);                     \
-        STEP(v, 4, ((bmf_vdi){0, 1, 4, 5, 8, 9, 12, 13}),                      \
-             ((bmf_vdi){2, 3, 6, 7, 10, 11, 14, 15}), OP);                     \
-        STEP(v, 2, ((bmf_vdi){0, 2, 4, 6, 8, 10, 12, 14}),                     \
-             ((bmf_vdi){1, 3, 5, 7, 9, 11, 13, 15}), OP);                      \
-    } while (0)
+#define BMF_VF_LANES_REDUCE(STEP, v, OP) BMF_REDUCE_16(STEP, v, OP, bmf_vfi)
+#define BMF_VD_LANES_REDUCE(STEP, v, OP) BMF_REDUCE_8(STEP, v, OP, bmf_vdi)
 BMF_ALWAYS_INLINE void bmf_vf_transpose(bmf_vf *r)
 {
     BMF_TRANSPOSE_STEP(bmf_vf, r, 16, 8, ((bmf_vfi){0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23}),
@@ -272,22 +281,8 @@ BMF_ALWAYS_INLINE void bmf_vd_transpose(bmf_vd *r)
                        ((bmf_vdi){1, 9, 3, 11, 5, 13, 7, 15}));
 }
 #elif BMF_VEC_BYTES == 32
-#define BMF_VF_LANES_REDUCE(STEP, v, OP)                                       \
-    do {                                                                       \
-        STEP(v, 8, ((bmf_vfi){0, 1, 2, 3, 8, 9, 10, 11}),                      \
-             ((bmf_vfi){4, 5, 6, 7, 12, 13, 14, 15}), OP);                     \
-        STEP(v, 4, ((bmf_vfi){0, 1, 4, 5, 8, 9, 12, 13}),                      \
-             ((bmf_vfi){2, 3, 6, 7, 10, 11, 14, 15}), OP);                     \
-        STEP(v, 2, ((bmf_vfi){0, 2, 4, 6, 8, 10, 12, 14}),                     \
-             ((bmf_vfi){1, 3, 5, 7, 9, 11, 13, 15}), OP);                      \
-    } while (0)
-#define BMF_VD_LANES_REDUCE(STEP, v, OP)                                       \
-    do {                                                                       \
-        STEP(v, 4, ((bmf_vdi){0, 1, 4, 5}),                                    \
-             ((bmf_vdi){2, 3, 6, 7}), OP);                                     \
-        STEP(v, 2, ((bmf_vdi){0, 2, 4, 6}),                                    \
-             ((bmf_vdi){1, 3, 5, 7}), OP);                                     \
-    } while (0)
+#define BMF_VF_LANES_REDUCE(STEP, v, OP) BMF_REDUCE_8(STEP, v, OP, bmf_vfi)
+#define BMF_VD_LANES_REDUCE(STEP, v, OP) BMF_REDUCE_4(STEP, v, OP, bmf_vdi)
 BMF_ALWAYS_INLINE void bmf_vf_transpose(bmf_vf *r)
 {
     BMF_TRANSPOSE_STEP(bmf_vf, r, 8, 4, ((bmf_vfi){0, 1, 2, 3, 8, 9, 10, 11}),
@@ -305,18 +300,8 @@ BMF_ALWAYS_INLINE void bmf_vd_transpose(bmf_vd *r)
                        ((bmf_vdi){1, 5, 3, 7}));
 }
 #elif BMF_VEC_BYTES == 16
-#define BMF_VF_LANES_REDUCE(STEP, v, OP)                                       \
-    do {                                                                       \
-        STEP(v, 4, ((bmf_vfi){0, 1, 4, 5}),                                    \
-             ((bmf_vfi){2, 3, 6, 7}), OP);                                     \
-        STEP(v, 2, ((bmf_vfi){0, 2, 4, 6}),                                    \
-             ((bmf_vfi){1, 3, 5, 7}), OP);                                     \
-    } while (0)
-#define BMF_VD_LANES_REDUCE(STEP, v, OP)                                       \
-    do {                                                                       \
-        STEP(v, 2, ((bmf_vdi){0, 2}),                                          \
-             ((bmf_vdi){1, 3}), OP);                                           \
-    } while (0)
+#define BMF_VF_LANES_REDUCE(STEP, v, OP) BMF_REDUCE_4(STEP, v, OP, bmf_vfi)
+#define BMF_VD_LANES_REDUCE(STEP, v, OP) BMF_REDUCE_2(STEP, v, OP, bmf_vdi)
 BMF_ALWAYS_INLINE void bmf_vf_transpose(bmf_vf *r)
 {
     BMF_TRANSPOSE_STEP(bmf_vf, r, 4, 2, ((bmf_vfi){0, 1, 4, 5}),
