@@ -160,6 +160,108 @@ static void KFN(gemm_block)(size_t m0, size_t m1, size_t p0, size_t p1,
     }
 }
 
+/* True when tall tiles for the first rows of an M-row product (the rest in
+ * gemm_block's tiles) should beat gemm_block's tiles for all M rows.  The
+ * estimate, in cycles per k for 4 panels: an mr-row tile of 4 panels does
+ * 4 mr FMAs, 2 a cycle, but reads 256 bytes of B per k, from L2 at about 32
+ * bytes a cycle, so it costs max(2 mr, 8); 16 rows of tall tiles cost 32 at
+ * FMA peak, 33 as measured (rnn-batch64's 64 rows: 3-4% slower in tall tiles,
+ * 132 against 128 here).  Tall tiles pay where 5-row tiles leave a small
+ * remainder among few rows: rnn-batch16 (5 + 5 + 5 + 1 rows: 38 against 33)
+ * and B = 32 (68 against 66). */
+static inline int KFN(gemm_tall_pays)(size_t M)
+{
+#if BMF_MR_TALL
+    if (M < BMF_MR_TALL) return 0;
+    size_t rest = M % BMF_MR, rest_tall = M % BMF_MR_TALL % BMF_MR;
+    size_t tiles = (M / BMF_MR) * 2 * BMF_MR + (rest ? (2 * rest > 8 ? 2 * rest : 8) : 0);
+    size_t tall = (M / BMF_MR_TALL) * 33 + (M % BMF_MR_TALL / BMF_MR) * 2 * BMF_MR
+                  + (rest_tall ? (2 * rest_tall > 8 ? 2 * rest_tall : 8) : 0);
+    return tall < tiles;
+#else
+    (void)M;
+    return 0;
+#endif
+}
+
+#if BMF_MR_TALL
+/* The tall tile: BMF_MR_TALL rows x ONE panel, for products with few rows
+ * (the RNN's batched steps).  Its A comes packed k-major, Ap[k * BMF_MR_TALL
+ * + r], so that every broadcast is a constant offset from one pointer (with
+ * A in place the 16 row offsets do not fit the integer registers, and
+ * reloading them each k made it slower than the 5 x 4 tile).  Per k it reads
+ * one vector of B: a 16-row block streams its B panels from L2 once, where
+ * 5-row tiles stream them once per tile (rnn-batch16's 16 rows: 4 times,
+ * the last for a lone row).  Each element is one chain over k from its init,
+ * as in gemm_tile.  Not inlined: inside gemm_block the compiler spilled an
+ * accumulator to the stack and back at every k. */
+__attribute__((noinline)) static void KFN(gemm_tile_tall)(
+    size_t K, const REAL *Ap, const REAL *Bp, size_t b_kstride, REAL *C, size_t ldc,
+    size_t n_valid, int init, const REAL *bias, int apply_tanh)
+{
+    VEC acc[BMF_MR_TALL];
+    size_t left = n_valid < VL ? n_valid : VL;
+    for (int r = 0; r < BMF_MR_TALL; r++)
+        acc[r] = init == BMF_INIT_C      ? V(load_partial)(C + r * ldc, left)
+                 : init == BMF_INIT_BIAS ? V(load_partial)(bias, left)
+                                         : V(set1)(0);
+    for (size_t k = 0; k < K; k++) {
+        VEC b = V(load)(Bp + k * b_kstride);
+#pragma GCC unroll 16
+        for (int r = 0; r < BMF_MR_TALL; r++) acc[r] += V(set1)(Ap[k * BMF_MR_TALL + r]) * b;
+    }
+#pragma GCC unroll 16
+    for (int r = 0; r < BMF_MR_TALL; r++) {
+        if (apply_tanh) acc[r] = V(tanh)(acc[r]);
+        V(store_partial)(C + r * ldc, acc[r], left);
+    }
+}
+
+/* gemm_block's product for the rows [m0, m0 + 16 j) in tall tiles (the
+ * arguments as gemm_block's; k_down does not apply); returns the first row it
+ * left, for gemm_block.  K is taken in slices whose packed A (16 KiB) stays
+ * in L1 beside the B panel it meets; between slices the partial sums wait in
+ * C, exactly, so each element's chain is the same as in one pass. */
+static size_t KFN(gemm_block_tall)(size_t m0, size_t m1, size_t p0, size_t p1,
+                                   size_t packed_p1, size_t group, size_t K,
+                                   const REAL *A, size_t lda, const REAL *Bp, REAL *C,
+                                   size_t ldc, size_t n_cols, int init, const REAL *bias,
+                                   int apply_tanh)
+{
+    enum { KC = 16384 / (BMF_MR_TALL * sizeof(REAL)) }; /* a multiple of VL */
+    REAL Ap[KC * BMF_MR_TALL] __attribute__((aligned(64)));
+    size_t i = m0;
+    for (; i + BMF_MR_TALL <= m1; i += BMF_MR_TALL)
+        for (size_t k0 = 0; k0 == 0 || k0 < K; k0 += KC) {
+            size_t kc = K - k0 < KC ? K - k0 : KC;
+            for (size_t r0 = 0; r0 < BMF_MR_TALL; r0 += VL) /* VL x VL blocks, transposed */
+                for (size_t kk = 0; kk < kc; kk += VL) {
+                    VEC blk[VL];
+                    for (size_t r = 0; r < VL; r++)
+                        blk[r] = V(load_partial)(A + (i + r0 + r) * lda + k0 + kk, kc - kk);
+                    V(transpose)(blk);
+                    for (size_t t = 0; t < VL && kk + t < kc; t++)
+                        V(store)(Ap + (kk + t) * BMF_MR_TALL + r0, blk[t]);
+                }
+            int first = k0 == 0, last = k0 + kc >= K;
+            for (size_t g = p0; g < p1; g += group) {
+                size_t width = p1 - g < group ? p1 - g : group;
+                size_t laid = packed_p1 - g < group ? packed_p1 - g : group;
+                const REAL *bg = Bp + g * K * VL + k0 * laid * VL;
+                for (size_t v = 0; v < width; v++) {
+                    size_t col = (g + v) * VL;
+                    KFN(gemm_tile_tall)(kc, Ap, bg + v * VL, laid * VL, C + i * ldc + col, ldc,
+                                        n_cols > col ? n_cols - col : 0,
+                                        first ? init : BMF_INIT_C, bias ? bias + col : NULL,
+                                        last && apply_tanh);
+                }
+            }
+            if (K == 0) break;
+        }
+    return i;
+}
+#endif
+
 /* Packs W^T for X . W^T, where W is row-major N x K (row stride ldw): the
  * panels [p0, p1) of VL rows of W, grouped `group` at a time from p0 (the
  * layout gemm_block reads with b_ld == 0), zero past row N.  With

@@ -11,6 +11,7 @@
 #define BMF_ISA_NAME avx512
 #define BMF_MR 5 /* rows x panels of a GEMM tile: 20 accumulators (24 spill one of 32 zmm) */
 #define BMF_NV 4
+#define BMF_MR_TALL 16 /* rows of the tall tile (gemm_impl.h) */
 #include "kernels_impl.h"
 #if defined(__clang__)
 #pragma clang attribute pop

@@ -16,6 +16,9 @@
 #define BMF_CAT(a, b, c) BMF_CAT_(a, b, c)
 
 #define BMF_NV1 8     /* panels of a one-row tile */
+#ifndef BMF_MR_TALL
+#define BMF_MR_TALL 0 /* no tall tile (gemm_impl.h) at this ISA level */
+#endif
 #define BMF_ATT_BQ (8 * BMF_MR) /* query rows per attention block: whole tiles */
 #define BMF_ATT_BK 512 /* keys per attention tile (a multiple of every VL) */
 #define BMF_ATT_BK_KM 128 /* keys per tile of the key-major (decoding) path */

@@ -60,7 +60,13 @@ BMF_ALWAYS_INLINE void KFN(rnn_run_slice)(KFN(rnn_ctx) *c, int owner, size_t p0,
     if (p0 < p1) {
         if (t == 0) KFN(pack_panels)(c->Wh, H, H, H, p0, p1, group, 1, c->Wh_packed);
         const REAL *h_prev = t == 0 ? c->h0 : c->out + (t - 1) * step;
-        KFN(gemm_block)(0, c->B, p0, p1, p1, group, H, h_prev, H, c->Wh_packed, 0,
+        size_t m0 = 0; /* the rows before m0 in tall tiles, if they pay for this batch */
+#if BMF_MR_TALL
+        if (KFN(gemm_tall_pays)(c->B))
+            m0 = KFN(gemm_block_tall)(0, c->B, p0, p1, p1, group, H, h_prev, H, c->Wh_packed,
+                                      c->out + t * step, H, H, BMF_INIT_C, NULL, 1);
+#endif
+        KFN(gemm_block)(m0, c->B, p0, p1, p1, group, H, h_prev, H, c->Wh_packed, 0,
                         c->out + t * step, H, H, BMF_INIT_C, NULL, 1, (int)(t & 1));
     }
     bmf_progress_publish(&c->progress[owner], t + 1);

@@ -36,6 +36,8 @@ RNN_CASES = {                        # T, B, I, H
     "batch5": (4, 5, 17, 64),
     "I0": (3, 2, 0, 8),
     "B37-H70": (3, 37, 9, 70),
+    "B16-H257": (3, 16, 4, 257),     # AVX-512: tall tiles, K in slices, a partial panel
+    "B32-H300": (2, 32, 3, 300),
     "long-T": (60, 2, 3, 24),
 }
 
@@ -361,7 +363,8 @@ def test_attention_zero_sizes(isa, rng, shape, dtype):
 
 # ---------------------------------------------------------------- determinism
 
-DETERMINISM_RNN = {"H257": (6, 4, 20, 257), "B64": (3, 64, 8, 70)}
+DETERMINISM_RNN = {"H257": (6, 4, 20, 257), "B64": (3, 64, 8, 70),
+                   "B21-H300": (3, 21, 5, 300)}
 DETERMINISM_ATTENTION = {    # Lq, Lk, B, E, Ev, heads, causal, mask form
     "tiles": (200, TILED_LK, 2, 32, 32, 2, True, "tiles"),
     "split-keys": (1, 3000, 1, 16, 16, 1, False, None),
