@@ -1,5 +1,6 @@
 /* gemm_impl.h: the register-blocked matrix-product tile shared by the RNN
- * (input projection and recurrence) and attention (scores and P.V).
+ * (input projection and recurrence) and attention (scores and P.V), and on
+ * AVX-512 a tall tile (16 rows x 1 panel) for the RNN's batched steps.
  * A template: kernels_impl.h includes it once per (ISA, REAL).
  *
  * C[m, n] = init[m, n] + sum_k A[m, k] * B[k, n], optionally through tanh.
@@ -16,8 +17,9 @@
  * from its init value, or in a one-row tile two chains (even and odd k)
  * added at the end; with k_down a one-row tile runs both chains from the
  * top k down instead.  Which tile a row falls in depends on the shape only
- * (rows are tiled from the first, panels are split among threads), so
- * results are bitwise independent of the thread count.
+ * (rows are tiled from the first, panels are split among threads; whether
+ * the first rows take tall tiles depends on the row count), so results are
+ * bitwise independent of the thread count.
  */
 
 /* One tile of mr rows x nv panels; mr and nv are compile-time constants at
@@ -218,8 +220,8 @@ __attribute__((noinline)) static void KFN(gemm_tile_tall)(
 }
 
 /* gemm_block's product for the rows [m0, m0 + 16 j) in tall tiles (the
- * arguments as gemm_block's; k_down does not apply); returns the first row it
- * left, for gemm_block.  K is taken in slices whose packed A (16 KiB) stays
+ * arguments as gemm_block's, B packed; k_down does not apply); returns the
+ * first row it left, for gemm_block.  K is taken in slices whose packed A (16 KiB) stays
  * in L1 beside the B panel it meets; between slices the partial sums wait in
  * C, exactly, so each element's chain is the same as in one pass. */
 static size_t KFN(gemm_block_tall)(size_t m0, size_t m1, size_t p0, size_t p1,
