@@ -7,7 +7,8 @@
  * 2. The recurrence in ONE parallel region for the whole sequence (the
  *    "persistent RNN"): thread j owns the same panels of hidden units at every
  *    step, packs its rows of Wh once so they stay in its cache, and computes
- *    out[t][:, its units] = tanh(out[t] + out[t-1] Wh^T) for every batch row.
+ *    out[t][:, its units] = tanh(out[t] + out[t-1] Wh^T) for every batch row
+ *    (on AVX-512, batches such as 16 or 32 rows in tall tiles: gemm_impl.h).
  *    Before it reads the other threads' units of out[t-1] it waits for their
  *    progress counters.  No barrier is needed: out[t] is a fresh row at every
  *    step, so nothing is overwritten that another thread may still read.
