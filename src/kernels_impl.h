@@ -1,7 +1,8 @@
 /* kernels_impl.h: instantiates every kernel for one ISA level, for float and
  * double, and exports them as the table bmf_kernels_<BMF_ISA_NAME>.
  * Included only by kernels_<isa>.c, after its target pragma and
- * BMF_VEC_BYTES / BMF_ISA_NAME / BMF_NV definitions.
+ * BMF_VEC_BYTES / BMF_ISA_NAME / BMF_MR / BMF_NV definitions (and, optionally,
+ * BMF_MR_TALL: the rows of gemm_impl.h's tall tile, 0 for none).
  */
 #include <math.h>
 #include <stdlib.h>

@@ -292,6 +292,7 @@ static void test_rnn_take_over(void)
     for (int rep = 0; rep < 3; rep++) {
         test_rnn(60, 1, 3, 257);  /* one-row steps */
         test_rnn(30, 20, 5, 100); /* batched steps */
+        test_rnn(30, 16, 5, 100); /* batched steps in tall tiles (AVX-512) */
     }
     bmf_rnn_takeover_seconds = patience;
 }
