@@ -162,6 +162,44 @@ static void KFN(gemm_block)(size_t m0, size_t m1, size_t p0, size_t p1,
     }
 }
 
+/* Packs W^T for X . W^T, where W is row-major N x K (row stride ldw): the
+ * panels [p0, p1) of VL rows of W, grouped `group` at a time from p0 (the
+ * layout gemm_block reads with b_ld == 0), zero past row N.  With
+ * transpose == 0 it packs W itself (K x N, row stride ldw) the same way,
+ * for X . W (attention's P . V). */
+static void KFN(pack_panels)(const REAL *W, size_t ldw, size_t N, size_t K,
+                             size_t p0, size_t p1, size_t group, int transpose,
+                             REAL *packed)
+{
+    for (size_t g = p0; g < p1; g += group) {
+        size_t width = p1 - g < group ? p1 - g : group, row = width * VL;
+        REAL *dst = packed + g * K * VL;
+        size_t n0 = g * VL, valid = N > n0 ? (N - n0 < row ? N - n0 : row) : 0;
+        if (transpose) {
+            /* VL x VL blocks of W (VL of its rows, VL consecutive k) are
+             * transposed in registers: a scalar copy with a stride would cost
+             * as much as the product itself for short sequences. */
+            for (size_t p = 0; p < row; p += VL)
+                for (size_t k0 = 0; k0 < K; k0 += VL) {
+                    VEC blk[VL];
+                    for (size_t c = 0; c < VL; c++)
+                        blk[c] = p + c < valid ? V(load_partial)(W + (n0 + p + c) * ldw + k0, K - k0)
+                                               : V(set1)(0);
+                    V(transpose)(blk);
+                    for (size_t t = 0; t < VL && k0 + t < K; t++)
+                        V(store)(dst + (k0 + t) * row + p, blk[t]);
+                }
+        } else {
+            for (size_t k = 0; k < K; k++) { /* in order; columns past N are 0 */
+                REAL *d = dst + k * row;
+                for (size_t c = 0; c < valid; c++) d[c] = W[k * ldw + n0 + c];
+                for (size_t c = valid; c < row; c++) d[c] = 0;
+            }
+        }
+    }
+}
+
+#if BMF_MR_TALL
 /* True when tall tiles for the first rows of an M-row product (the rest in
  * gemm_block's tiles) should beat gemm_block's tiles for all M rows.  The
  * estimate, in cycles per k for 4 panels: an mr-row tile of 4 panels does
@@ -171,22 +209,17 @@ static void KFN(gemm_block)(size_t m0, size_t m1, size_t p0, size_t p1,
  * 132 against 128 here).  Tall tiles pay where 5-row tiles leave a small
  * remainder among few rows: rnn-batch16 (5 + 5 + 5 + 1 rows: 38 against 33)
  * and B = 32 (68 against 66). */
+static inline size_t KFN(gemm_tiles_cost)(size_t rows) /* gemm_block's tiles, as above */
+{
+    size_t rest = rows % BMF_MR;
+    return rows / BMF_MR * 2 * BMF_MR + (rest ? (2 * rest > 8 ? 2 * rest : 8) : 0);
+}
 static inline int KFN(gemm_tall_pays)(size_t M)
 {
-#if BMF_MR_TALL
-    if (M < BMF_MR_TALL) return 0;
-    size_t rest = M % BMF_MR, rest_tall = M % BMF_MR_TALL % BMF_MR;
-    size_t tiles = (M / BMF_MR) * 2 * BMF_MR + (rest ? (2 * rest > 8 ? 2 * rest : 8) : 0);
-    size_t tall = (M / BMF_MR_TALL) * 33 + (M % BMF_MR_TALL / BMF_MR) * 2 * BMF_MR
-                  + (rest_tall ? (2 * rest_tall > 8 ? 2 * rest_tall : 8) : 0);
-    return tall < tiles;
-#else
-    (void)M;
-    return 0;
-#endif
+    return M >= BMF_MR_TALL
+           && M / BMF_MR_TALL * 33 + KFN(gemm_tiles_cost)(M % BMF_MR_TALL) < KFN(gemm_tiles_cost)(M);
 }
 
-#if BMF_MR_TALL
 /* The tall tile: BMF_MR_TALL rows x ONE panel, for products with few rows
  * (the RNN's batched steps).  Its A comes packed k-major, Ap[k * BMF_MR_TALL
  * + r], so that every broadcast is a constant offset from one pointer (with
@@ -224,8 +257,9 @@ __attribute__((noinline)) static void KFN(gemm_tile_tall)(
  * first row it left, for gemm_block.  K is taken in slices whose packed A
  * (16 KiB) stays in L1 beside the B panel it meets; between slices the
  * partial sums wait in C, exactly, so each element's chain is the same as in
- * one pass. */
-static size_t KFN(gemm_block_tall)(size_t m0, size_t m1, size_t p0, size_t p1,
+ * one pass.  Flattened so that pack_panels is inlined here: called, it made
+ * rnn-batch16 1.02-1.05x slower (gemm_tile_tall stays a call: noinline). */
+__attribute__((flatten)) static size_t KFN(gemm_block_tall)(size_t m0, size_t m1, size_t p0, size_t p1,
                                    size_t packed_p1, size_t group, size_t K,
                                    const REAL *A, size_t lda, const REAL *Bp, REAL *C,
                                    size_t ldc, size_t n_cols, int init, const REAL *bias,
@@ -237,15 +271,9 @@ static size_t KFN(gemm_block_tall)(size_t m0, size_t m1, size_t p0, size_t p1,
     for (; i + BMF_MR_TALL <= m1; i += BMF_MR_TALL)
         for (size_t k0 = 0; k0 == 0 || k0 < K; k0 += KC) {
             size_t kc = K - k0 < KC ? K - k0 : KC;
-            for (size_t r0 = 0; r0 < BMF_MR_TALL; r0 += VL) /* VL x VL blocks, transposed */
-                for (size_t kk = 0; kk < kc; kk += VL) {
-                    VEC blk[VL];
-                    for (size_t r = 0; r < VL; r++)
-                        blk[r] = V(load_partial)(A + (i + r0 + r) * lda + k0 + kk, kc - kk);
-                    V(transpose)(blk);
-                    for (size_t t = 0; t < VL && kk + t < kc; t++)
-                        V(store)(Ap + (kk + t) * BMF_MR_TALL + r0, blk[t]);
-                }
+            /* the 16 rows' slice as ONE group of 16 / VL panels: Ap[k * 16 + r] */
+            KFN(pack_panels)(A + i * lda + k0, lda, BMF_MR_TALL, kc, 0, BMF_MR_TALL / VL,
+                             BMF_MR_TALL / VL, 1, Ap);
             int first = k0 == 0, last = k0 + kc >= K;
             for (size_t g = p0; g < p1; g += group) {
                 size_t width = p1 - g < group ? p1 - g : group;
@@ -259,45 +287,7 @@ static size_t KFN(gemm_block_tall)(size_t m0, size_t m1, size_t p0, size_t p1,
                                         last && apply_tanh);
                 }
             }
-            if (K == 0) break;
         }
     return i;
 }
 #endif
-
-/* Packs W^T for X . W^T, where W is row-major N x K (row stride ldw): the
- * panels [p0, p1) of VL rows of W, grouped `group` at a time from p0 (the
- * layout gemm_block reads with b_ld == 0), zero past row N.  With
- * transpose == 0 it packs W itself (K x N, row stride ldw) the same way,
- * for X . W (attention's P . V). */
-static void KFN(pack_panels)(const REAL *W, size_t ldw, size_t N, size_t K,
-                             size_t p0, size_t p1, size_t group, int transpose,
-                             REAL *packed)
-{
-    for (size_t g = p0; g < p1; g += group) {
-        size_t width = p1 - g < group ? p1 - g : group, row = width * VL;
-        REAL *dst = packed + g * K * VL;
-        size_t n0 = g * VL, valid = N > n0 ? (N - n0 < row ? N - n0 : row) : 0;
-        if (transpose) {
-            /* VL x VL blocks of W (VL of its rows, VL consecutive k) are
-             * transposed in registers: a scalar copy with a stride would cost
-             * as much as the product itself for short sequences. */
-            for (size_t p = 0; p < row; p += VL)
-                for (size_t k0 = 0; k0 < K; k0 += VL) {
-                    VEC blk[VL];
-                    for (size_t c = 0; c < VL; c++)
-                        blk[c] = p + c < valid ? V(load_partial)(W + (n0 + p + c) * ldw + k0, K - k0)
-                                               : V(set1)(0);
-                    V(transpose)(blk);
-                    for (size_t t = 0; t < VL && k0 + t < K; t++)
-                        V(store)(dst + (k0 + t) * row + p, blk[t]);
-                }
-        } else {
-            for (size_t k = 0; k < K; k++) { /* in order; columns past N are 0 */
-                REAL *d = dst + k * row;
-                for (size_t c = 0; c < valid; c++) d[c] = W[k * ldw + n0 + c];
-                for (size_t c = valid; c < row; c++) d[c] = 0;
-            }
-        }
-    }
-}
