@@ -4,6 +4,7 @@ NumPy reference is held to."""
 
 import contextlib
 import math
+import os
 import re
 from pathlib import Path
 
@@ -34,6 +35,12 @@ KEY_TILE = _kernel_constant("BMF_ATT_BK")
 KEY_TILE_KEY_MAJOR = _kernel_constant("BMF_ATT_BK_KM")
 assert KEY_TILE % KEY_TILE_KEY_MAJOR == 0
 TILED_LK = 2 * KEY_TILE + 76
+
+
+# The thread counts that the bitwise tests compare with one thread.
+# BMF_TEST_MAX_THREADS=N in the environment makes them 2..N (a many-core
+# machine: every split of the work up to N).
+OTHER_THREAD_COUNTS = tuple(range(2, max(int(os.environ.get("BMF_TEST_MAX_THREADS", "4")), 2) + 1))
 
 
 @pytest.fixture

@@ -6,8 +6,8 @@ import pytest
 
 import bigmodel_fast as bf
 from bigmodel_fast import _backend
-from conftest import (KEY_TILE, LAYOUTS, TILED_LK, assert_bitwise_equal, assert_close,
-                      attention_inputs, native_in_use, rnn_inputs, with_layout)
+from conftest import (KEY_TILE, LAYOUTS, OTHER_THREAD_COUNTS, TILED_LK, assert_bitwise_equal,
+                      assert_close, attention_inputs, native_in_use, rnn_inputs, with_layout)
 
 pytestmark = pytest.mark.skipif(not native_in_use(), reason="native backend not in use")
 
@@ -379,7 +379,7 @@ DETERMINISM_ATTENTION = {    # Lq, Lk, B, E, Ev, heads, causal, mask form
 def test_rnn_bitwise_across_threads(isa, rng, shape, dtype):
     args = rnn_inputs(rng, *shape, dtype=dtype)
     first = bf.rnn(*args, num_threads=1)
-    for n in (2, 3, 4):
+    for n in OTHER_THREAD_COUNTS:
         assert_bitwise_equal(bf.rnn(*args, num_threads=n), first)
 
 
@@ -392,7 +392,7 @@ def test_attention_bitwise_across_threads(isa, rng, case, dtype):
     mask = make_mask(rng, form, Lq, Lk, B, heads)
     kw = dict(num_heads=heads, causal=causal)
     first = bf.attention(Q, K, V, mask, num_threads=1, **kw)
-    for n in (2, 3, 4):
+    for n in OTHER_THREAD_COUNTS:
         assert_bitwise_equal(bf.attention(Q, K, V, mask, num_threads=n, **kw), first)
 
 

@@ -1,6 +1,8 @@
 /* Standalone test of the C core, no Python: every kernel at every ISA level
  * this CPU has, 1..3 threads, against naive double-precision loops, and
- * bitwise equality across thread counts.  Build and run: make -C src test */
+ * bitwise equality across thread counts.  Build and run: make -C src test
+ * BMF_TEST_MAX_THREADS=N in the environment compares 1..N threads instead
+ * (a many-core machine: every split of the work up to N). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,6 +13,7 @@
 #include "bmf_kernels.h" /* bmf_rnn_takeover_seconds */
 
 static int failures;
+static int max_threads = 3; /* BMF_TEST_MAX_THREADS */
 
 static double urand(unsigned *s)
 {
@@ -104,7 +107,7 @@ static void test_rnn(size_t T, size_t B, size_t I, size_t H)
     float *got32 = malloc((nout ? nout : 1) * sizeof *got32), *ref32 = malloc((nout ? nout : 1) * sizeof *ref32);
     double *ref64 = malloc((nout ? nout : 1) * sizeof *ref64);
     naive_rnn(T, B, I, H, x, h0, Wx, Wh, b, want);
-    for (int nt = 1; nt <= 3; nt++) {
+    for (int nt = 1; nt <= max_threads; nt++) {
         bmf_rnn_f64(T, B, I, H, x, h0, Wx, Wh, b, got, nt);
         bmf_rnn_f32(T, B, I, H, x32, h032, Wx32, Wh32, b32, got32, nt);
         if (nt == 1) {
@@ -218,7 +221,7 @@ static void test_attention(size_t Lq, size_t Lk, size_t B, size_t nh, size_t Dk,
     const void *mask32 = bool_mask ? (const void *)bool_mask : (const void *)m32;
     float *got32 = malloc((no ? no : 1) * sizeof *got32), *ref32 = malloc((no ? no : 1) * sizeof *ref32);
     naive_attention(Lq, Lk, B, nh, Dk, Dv, Q, K, V, mask, causal, scale, want);
-    for (int nt = 1; nt <= 3; nt++) {
+    for (int nt = 1; nt <= max_threads; nt++) {
         bmf_attention_f64(Lq, Lk, B, nh, Dk, Dv, Q, K, V, mask64, is_bool, ms, causal, scale, got, nt);
         bmf_attention_f32(Lq, Lk, B, nh, Dk, Dv, Q32, K32, V32, mask32, is_bool, ms, causal, scale, got32, nt);
         if (nt == 1) {
@@ -300,8 +303,10 @@ static void test_rnn_take_over(void)
 int main(void)
 {
     alarm(600); /* a hang fails the test instead of stalling CI */
-    printf("%s\nCPU level: %s, OpenMP: %d\n", bmf_build_info(), bmf_isa_name(bmf_cpu_isa()),
-           bmf_openmp_enabled());
+    if (getenv("BMF_TEST_MAX_THREADS") && atoi(getenv("BMF_TEST_MAX_THREADS")) >= 2)
+        max_threads = atoi(getenv("BMF_TEST_MAX_THREADS"));
+    printf("%s\nCPU level: %s, OpenMP: %d, threads compared: 1..%d\n", bmf_build_info(),
+           bmf_isa_name(bmf_cpu_isa()), bmf_openmp_enabled(), max_threads);
     for (int level = bmf_cpu_isa(); level >= BMF_ISA_BASELINE; level--) {
         bmf_set_isa(level);
         test_tanh_accuracy();

@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Thread scaling on a many-core machine, in one unattended run: build the
+# extension in place, check it (the C test and the bitwise tests compare every
+# thread count up to the machine's cores), then run the full benchmark once per
+# thread count, each into its own JSON, so that a run cut short keeps what it
+# finished.  Merge and plot the JSONs with tools/merge_bench_json.py.
+#
+#   OUT=bench-out/scaling tools/scaling_sweep.sh 1 16 8 4 2
+#
+# Thread counts default to 1 and the powers of two up to the core count
+# (largest first after 1).  PYTHON picks the interpreter (default python3);
+# BENCH_ARGS adds arguments to each bench (e.g. "--quick --shapes rnn-small").
+set -u -o pipefail
+OUT=${OUT:-bench-out/scaling}
+PYTHON=${PYTHON:-python3}
+CORES=$(nproc)
+mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1
+if [ $# -gt 0 ]; then
+    THREADS="$*"
+else
+    THREADS=1
+    for ((n = CORES; n >= 2; n /= 2)); do THREADS="$THREADS $n"; done
+fi
+step() { echo "== $* ($(date +%T))"; }
+
+step machine
+{
+    lscpu
+    gcc --version | head -1
+    "$PYTHON" -c "import sys, numpy; print(sys.version); print('numpy', numpy.__version__)"
+    "$PYTHON" -c "import torch; print('torch', torch.__version__)" || true
+} >"$OUT/machine.txt" 2>&1
+grep -E "Model name|^CPU\(s\)|Thread\(s\) per core|Core\(s\) per socket|Socket|NUMA node\(s\)|L2|L3" \
+    "$OUT/machine.txt"
+
+step build
+"$PYTHON" setup.py -q build_ext --inplace >"$OUT/build.log" 2>&1 || { tail -30 "$OUT/build.log"; exit 1; }
+"$PYTHON" -m bigmodel_fast info || exit 1
+
+step "C test, 1..$CORES threads"
+BMF_TEST_MAX_THREADS=$CORES make -s -C src test 2>&1 | grep -E "FAIL|failed|threads compared" \
+    || echo "the C test FAILED"   # go on: the bench checks each result against the reference
+
+step "bitwise tests, 1..$CORES threads"
+BMF_TEST_MAX_THREADS=$CORES "$PYTHON" -m pytest -q -p no:cacheprovider tests/test_native.py \
+    -k "bitwise or default_threads" 2>&1 | tail -3
+
+for t in $THREADS; do
+    step "bench, $t threads"
+    "$PYTHON" -m bigmodel_fast bench --threads "$t" --repeats 5 --json "$OUT/bench-t$t.json" \
+        ${BENCH_ARGS:-} \
+        2>&1 | grep -vE "^\s*$" | tail -16
+done
+step done
