@@ -191,7 +191,7 @@ BMF_ALWAYS_INLINE VEC KFN(att_row_scores)(const KFN(att_ctx) *c, REAL *s, size_t
     }
     VEC vmax = minus_inf;
     for (size_t col = 0; col < nk; col += VL) {
-        VEC sv = V(mul_rounded)(V(load)(s + col), scale); /* then + mask, as the reference */
+        VEC sv = V(load)(s + col) * scale; /* rounded, then + mask, as the reference */
         if (mrow || brow || col + VL > n_ok) {
             VI removed = iota + (REAL)col >= (REAL)n_ok; /* past the tile's keys or the causal limit */
             if (mrow) {
@@ -240,7 +240,7 @@ BMF_ALWAYS_INLINE VEC KFN(att_row_exp)(REAL *s, size_t nk, int plain, VEC scale,
     VEC vsum = zero;
     for (size_t col = 0; col < nk; col += VL) {
         VEC sv = V(load)(s + col);
-        if (plain) sv = V(mul_rounded)(sv, scale);
+        if (plain) sv = sv * scale; /* rounded before - mu, as the reference */
         VEC p = V(exp)(sv - mu);
         if (col == full) p = V(select)(V(iota)() + (REAL)full >= (REAL)nk, zero, p);
         vsum += p;
@@ -291,7 +291,7 @@ static void KFN(att_softmax_rows)(const KFN(att_ctx) *c, KFN(att_rows) *R)
             acc[r] = r < n ? KFN(att_row_exp)(R->s[r0 + r], nk, plain[r], scale, V(set1)(m_use[r]),
                                               mark_removed && !plain[r] ? removed_flag : NULL)
                            : zero;
-        VEC l_new = V(load)(l_prev) * alpha + V(hsum_lanes)(acc);
+        VEC l_new = V(fma)(V(load)(l_prev), alpha, V(hsum_lanes)(acc));
         for (size_t r = 0; r < n; r++) {
             REAL a = alpha[r], *o = R->o[r0 + r];
             *R->m[r0 + r] = m_new[r];
@@ -376,7 +376,8 @@ static void KFN(att_item)(const KFN(att_ctx) *c, size_t item, REAL *m, REAL *l,
                 for (size_t j = 0; j < nk; j++) {
                     REAL p = S[r * BK + j];
                     if (signbit(p)) continue;
-                    for (size_t d = 0; d < c->Dv; d++) O[r * Dv_pad + d] += p * Vt[j * Dv_pad + d];
+                    for (size_t d = 0; d < c->Dv; d++)
+                        O[r * Dv_pad + d] = V(fma1)(p, Vt[j * Dv_pad + d], O[r * Dv_pad + d]);
                 }
         } else {
             size_t dv_panels = Dv_pad / VL;
@@ -397,7 +398,7 @@ BMF_ALWAYS_INLINE void KFN(att_km_dots)(const int nd, const REAL *q, const REAL 
     VEC qv[8];
     for (int u = 0; u < nd; u++) qv[u] = V(load)(q + (size_t)u * VL);
     for (size_t jj = 0; jj < VL; jj++, k += ld)
-        for (int u = 0; u < nd; u++) acc[jj] += qv[u] * V(load)(k + (size_t)u * VL);
+        for (int u = 0; u < nd; u++) acc[jj] = V(fma)(qv[u], V(load)(k + (size_t)u * VL), acc[jj]);
 }
 BMF_ALWAYS_INLINE void KFN(att_km_pv)(const int nd, const REAL *p, const REAL *v, size_t ld,
                                       REAL *o)
@@ -406,7 +407,7 @@ BMF_ALWAYS_INLINE void KFN(att_km_pv)(const int nd, const REAL *p, const REAL *v
     for (int u = 0; u < nd; u++) ov[u] = V(load)(o + (size_t)u * VL);
     for (size_t jj = 0; jj < BMF_ATT_PV_KEYS; jj++, v += ld) {
         VEC pj = V(set1)(p[jj]);
-        for (int u = 0; u < nd; u++) ov[u] += pj * V(load)(v + (size_t)u * VL);
+        for (int u = 0; u < nd; u++) ov[u] = V(fma)(pj, V(load)(v + (size_t)u * VL), ov[u]);
     }
     for (int u = 0; u < nd; u++) V(store)(o + (size_t)u * VL, ov[u]);
 }
@@ -465,14 +466,15 @@ static void KFN(att_item_key_major)(const KFN(att_ctx) *c, size_t item, REAL *S)
                         for (size_t d = 0; d < Dk; d += VL) {
                             VEC qv = V(load)(q + d);
                             for (size_t jj = 0; jj < VL; jj++)
-                                acc[jj] += qv * V(load)(k + jj * c->ld_q + d);
+                                acc[jj] = V(fma)(qv, V(load)(k + jj * c->ld_q + d), acc[jj]);
                         }
                     } else {
                         for (size_t d = 0; d < Dk; d += VL) {
                             VEC qv = V(load_partial)(q + d, Dk - d);
                             for (size_t jj = 0; jj < VL; jj++)
                                 if (jj < nj)
-                                    acc[jj] += qv * V(load_partial)(k + jj * c->ld_q + d, Dk - d);
+                                    acc[jj] = V(fma)(qv, V(load_partial)(k + jj * c->ld_q + d, Dk - d),
+                                                     acc[jj]);
                         }
                     }
                     V(store)(S + (g * nq + r) * BK + jb, V(hsum_lanes)(acc));
@@ -524,7 +526,7 @@ static void KFN(att_item_key_major)(const KFN(att_ctx) *c, size_t item, REAL *S)
                         for (size_t d = 0; d < Dv; d += VL) {
                             VEC acc = V(load)(o + d);
                             for (size_t jj = 0; jj < BMF_ATT_PV_KEYS; jj++)
-                                acc += pv[jj] * V(load)(vg + jj * c->ld_v + d);
+                                acc = V(fma)(pv[jj], V(load)(vg + jj * c->ld_v + d), acc);
                             V(store)(o + d, acc);
                         }
                         continue;
@@ -533,7 +535,8 @@ static void KFN(att_item_key_major)(const KFN(att_ctx) *c, size_t item, REAL *S)
                         VEC acc = V(load)(o + d);
                         for (size_t jj = 0; jj < nb; jj++) {
                             if (!v_finite && signbit(p[jj])) continue; /* removed: keep V's NaN out */
-                            acc += V(set1)(p[jj]) * V(load_partial)(vrow + jj * c->ld_v + g * Dv + d, Dv - d);
+                            acc = V(fma)(V(set1)(p[jj]), V(load_partial)(vrow + jj * c->ld_v + g * Dv + d, Dv - d),
+                                         acc);
                         }
                         V(store)(o + d, acc);
                     }
@@ -643,9 +646,9 @@ static void KFN(att_body)(void *arg, int tid, int nt)
                  * counts: 0 * NaN there makes the row NaN when other keys
                  * carry its weight, as in the reference. */
                 REAL w = m[r] == -(REAL)INFINITY ? 0 : KFN(att_exp1)(m[r] - M[r]);
-                L[r] += l[r] * w;
+                L[r] = V(fma1)(l[r], w, L[r]);
                 for (size_t d = 0; d < c->Dv_pad; d++)
-                    O[r * c->Dv_pad + d] += Oc[r * c->Dv_pad + d] * w;
+                    O[r * c->Dv_pad + d] = V(fma1)(Oc[r * c->Dv_pad + d], w, O[r * c->Dv_pad + d]);
             }
         }
         KFN(att_write_rows)(c, blk / c->n_qblocks, blk % c->n_qblocks, L, O);

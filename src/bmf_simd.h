@@ -4,8 +4,8 @@
  * The vectors are GCC/Clang vector extensions of BMF_VEC_BYTES bytes (16 for
  * the portable baseline, 32 for AVX2+FMA, 64 for AVX-512).  Each
  * kernels_<isa>.c sets BMF_VEC_BYTES and a target pragma before including
- * this file, so one source gives SSE2/NEON, AVX2 or AVX-512 code, and the
- * compiler fuses a*b+c into FMA where the level has it.  Everything here is
+ * this file, so one source gives SSE2/NEON, AVX2 or AVX-512 code; a*b+c is
+ * fused into FMA only where a kernel says so (fma, below).  Everything here is
  * static inline: each ISA's translation unit gets its own copy, so no code of
  * a wider level can leak into a narrower one.
  *
@@ -108,30 +108,42 @@ typedef uint64_t bmf_vdu __attribute__((vector_size(BMF_VEC_BYTES)));
 BMF_SIMD_BASIC(bmf_vf, bmf_vfi, float, BMF_VF_LANES, BMF_VF_SPLAT)
 BMF_SIMD_BASIC(bmf_vd, bmf_vdi, double, BMF_VD_LANES, BMF_VD_SPLAT)
 
-/* a * b rounded to the element type, never fused into a following add:
- * under -ffp-contract=fast, (a * b) - c may become one FMA, rounded once.
- * The softmax must round the scaled score as the reference does, or near
- * ties among large logits would differ from it.  The empty asm hides the
- * product from the contraction (x86: any SSE/AVX register, arm64: NEON). */
-#if defined(__x86_64__) || defined(__i386__)
-#define BMF_ROUNDED(x) __asm__("" : "+v"(x))
-#elif defined(__aarch64__)
-#define BMF_ROUNDED(x) __asm__("" : "+w"(x))
+/* fma(a, b, c) = a * b + c, rounded once where the level has FMA (AVX2 and
+ * AVX-512), twice elsewhere; fma1 for one element.  The build turns the
+ * compiler's own fusing off (-ffp-contract=off), so every rounding is where
+ * the source puts it: the same in each inlined copy of a helper, in every
+ * tile shape, whatever the compiler.  Left to the compiler (gcc 13), the
+ * same product fused in some copies and not in others, and results changed
+ * with the thread count (tiles are split among threads). */
+#if BMF_VEC_BYTES >= 32 && (defined(__x86_64__) || defined(__i386__))
+#include <immintrin.h>
+#if BMF_VEC_BYTES == 64
+BMF_ALWAYS_INLINE bmf_vf bmf_vf_fma(bmf_vf a, bmf_vf b, bmf_vf c)
+{
+    return (bmf_vf)_mm512_fmadd_ps((__m512)a, (__m512)b, (__m512)c);
+}
+BMF_ALWAYS_INLINE bmf_vd bmf_vd_fma(bmf_vd a, bmf_vd b, bmf_vd c)
+{
+    return (bmf_vd)_mm512_fmadd_pd((__m512d)a, (__m512d)b, (__m512d)c);
+}
 #else
-#define BMF_ROUNDED(x) ((void)0) /* other targets: as the compiler contracts */
+BMF_ALWAYS_INLINE bmf_vf bmf_vf_fma(bmf_vf a, bmf_vf b, bmf_vf c)
+{
+    return (bmf_vf)_mm256_fmadd_ps((__m256)a, (__m256)b, (__m256)c);
+}
+BMF_ALWAYS_INLINE bmf_vd bmf_vd_fma(bmf_vd a, bmf_vd b, bmf_vd c)
+{
+    return (bmf_vd)_mm256_fmadd_pd((__m256d)a, (__m256d)b, (__m256d)c);
+}
 #endif
-BMF_ALWAYS_INLINE bmf_vf bmf_vf_mul_rounded(bmf_vf a, bmf_vf b)
-{
-    bmf_vf p = a * b;
-    BMF_ROUNDED(p);
-    return p;
-}
-BMF_ALWAYS_INLINE bmf_vd bmf_vd_mul_rounded(bmf_vd a, bmf_vd b)
-{
-    bmf_vd p = a * b;
-    BMF_ROUNDED(p);
-    return p;
-}
+BMF_ALWAYS_INLINE float bmf_vf_fma1(float a, float b, float c) { return __builtin_fmaf(a, b, c); }
+BMF_ALWAYS_INLINE double bmf_vd_fma1(double a, double b, double c) { return __builtin_fma(a, b, c); }
+#else /* no FMA assumed (arm64's NEON has one, left unused: the baseline is one level) */
+BMF_ALWAYS_INLINE bmf_vf bmf_vf_fma(bmf_vf a, bmf_vf b, bmf_vf c) { return a * b + c; }
+BMF_ALWAYS_INLINE bmf_vd bmf_vd_fma(bmf_vd a, bmf_vd b, bmf_vd c) { return a * b + c; }
+BMF_ALWAYS_INLINE float bmf_vf_fma1(float a, float b, float c) { return a * b + c; }
+BMF_ALWAYS_INLINE double bmf_vd_fma1(double a, double b, double c) { return a * b + c; }
+#endif
 
 /* Boolean masks arrive as bytes (nonzero = may attend).  These give an
  * all-ones lane where the byte is 0 (the key is removed); only the first n
@@ -399,19 +411,15 @@ BMF_ALWAYS_INLINE bmf_vf bmf_vf_exp(bmf_vf x)
      * exponent arithmetic in range and leaves those results right. */
     x = bmf_vf_clamp(x, -104.0f, 89.0f);
     const float shifter = 12582912.0f; /* 1.5 * 2^23: t - shifter = round(.) */
-    bmf_vf t = x * 1.44269504088896341f + shifter;
+    bmf_vf t = bmf_vf_fma(x, bmf_vf_set1(1.44269504088896341f), bmf_vf_set1(shifter));
     bmf_vf n = t - shifter;
     bmf_vfi ni = (bmf_vfi)t - (bmf_vfi)bmf_vf_set1(shifter);
-    bmf_vf r = x - n * 0.693359375f;     /* ln2, high part (exact product) */
-    r = r - n * -2.12194440e-4f;         /* ln2, low part */
-    bmf_vf p = bmf_vf_set1(1.0f / 5040.0f);
-    p = p * r + 1.0f / 720.0f;
-    p = p * r + 1.0f / 120.0f;
-    p = p * r + 1.0f / 24.0f;
-    p = p * r + 1.0f / 6.0f;
-    p = p * r + 0.5f;
-    p = p * r + 1.0f;
-    p = p * r + 1.0f;
+    bmf_vf r = bmf_vf_fma(n, bmf_vf_set1(-0.693359375f), x); /* ln2, high part (exact product) */
+    r = bmf_vf_fma(n, bmf_vf_set1(2.12194440e-4f), r);       /* ln2, low part */
+    static const float inv_fact[8] = {1.0f, 1.0f, 0.5f, 1.0f / 6.0f, 1.0f / 24.0f,
+                                      1.0f / 120.0f, 1.0f / 720.0f, 1.0f / 5040.0f};
+    bmf_vf p = bmf_vf_set1(inv_fact[7]);
+    for (int k = 6; k >= 0; k--) p = bmf_vf_fma(p, r, bmf_vf_set1(inv_fact[k]));
     return bmf_vf_times_2n(p, n, ni);
 }
 
@@ -419,17 +427,17 @@ BMF_ALWAYS_INLINE bmf_vd bmf_vd_exp(bmf_vd x)
 {
     x = bmf_vd_clamp(x, -746.0, 710.0);
     const double shifter = 6755399441055744.0; /* 1.5 * 2^52 */
-    bmf_vd t = x * 1.4426950408889634074 + shifter;
+    bmf_vd t = bmf_vd_fma(x, bmf_vd_set1(1.4426950408889634074), bmf_vd_set1(shifter));
     bmf_vd n = t - shifter;
     bmf_vdi ni = (bmf_vdi)t - (bmf_vdi)bmf_vd_set1(shifter);
-    bmf_vd r = x - n * 6.93147180369123816490e-01;  /* ln2 high, 32 bits */
-    r = r - n * 1.90821492927058770002e-10;         /* ln2 low */
+    bmf_vd r = bmf_vd_fma(n, bmf_vd_set1(-6.93147180369123816490e-01), x); /* ln2 high, 32 bits */
+    r = bmf_vd_fma(n, bmf_vd_set1(-1.90821492927058770002e-10), r);        /* ln2 low */
     static const double inv_fact[14] = {
         1.0, 1.0, 1.0 / 2, 1.0 / 6, 1.0 / 24, 1.0 / 120, 1.0 / 720,
         1.0 / 5040, 1.0 / 40320, 1.0 / 362880, 1.0 / 3628800,
         1.0 / 39916800, 1.0 / 479001600, 1.0 / 6227020800.0};
     bmf_vd p = bmf_vd_set1(inv_fact[13]);
-    for (int k = 12; k >= 0; k--) p = p * r + inv_fact[k];
+    for (int k = 12; k >= 0; k--) p = bmf_vd_fma(p, r, bmf_vd_set1(inv_fact[k]));
     return bmf_vd_times_2n(p, n, ni);
 }
 
@@ -444,16 +452,15 @@ BMF_ALWAYS_INLINE bmf_vf bmf_vf_tanh(bmf_vf x)
     x = bmf_vf_clamp(x, -9.02f, 9.02f); /* tanh rounds to +-1 beyond; NaN stays */
     bmf_vf ax = (bmf_vf)((bmf_vfi)x & ~sign_bit);
     bmf_vf s = x * x;
-    bmf_vf p = bmf_vf_set1(1.331923299e-8f);
-    p = p * s + 2.058359680e-5f;
-    p = p * s + 3.494041522e-3f;
-    p = p * s + 1.337972378e-1f;
-    p = p * s + 9.999999790e-1f;
-    bmf_vf q = bmf_vf_set1(7.762085205e-7f);
-    q = q * s + 3.283104273e-4f;
-    q = q * s + 2.587109961e-2f;
-    q = q * s + 4.671303901e-1f;
-    q = q * s + 1.0f;
+    static const float pc[5] = {9.999999790e-1f, 1.337972378e-1f, 3.494041522e-3f,
+                                2.058359680e-5f, 1.331923299e-8f};
+    static const float qc[5] = {1.0f, 4.671303901e-1f, 2.587109961e-2f, 3.283104273e-4f,
+                                7.762085205e-7f};
+    bmf_vf p = bmf_vf_set1(pc[4]), q = bmf_vf_set1(qc[4]);
+    for (int k = 3; k >= 0; k--) {
+        p = bmf_vf_fma(p, s, bmf_vf_set1(pc[k]));
+        q = bmf_vf_fma(q, s, bmf_vf_set1(qc[k]));
+    }
     bmf_vf t = ax * p / q;
     t = bmf_vf_select(t > 1.0f, bmf_vf_set1(1.0f), t); /* rounding crosses 1 above |x| = 8 */
     return (bmf_vf)((bmf_vfi)t | ((bmf_vfi)x & sign_bit));
@@ -464,11 +471,13 @@ BMF_ALWAYS_INLINE bmf_vd bmf_vd_tanh(bmf_vd x)
     const bmf_vdi sign_bit = (bmf_vdi)bmf_vd_set1(-0.0);
     bmf_vd ax = (bmf_vd)((bmf_vdi)x & ~sign_bit);
     bmf_vd s = x * x;
-    bmf_vd num = (-9.64399179425052238628e-1 * s - 9.92877231001918586564e1) * s
-                 - 1.61468768441708447952e3;
-    bmf_vd den = ((s + 1.12811678491632931402e2) * s + 2.23548839060100448583e3) * s
-                 + 4.84406305325125486048e3;
-    bmf_vd small = x + x * (s * num / den);
+    bmf_vd num = bmf_vd_fma(bmf_vd_fma(s, bmf_vd_set1(-9.64399179425052238628e-1),
+                                       bmf_vd_set1(-9.92877231001918586564e1)),
+                            s, bmf_vd_set1(-1.61468768441708447952e3));
+    bmf_vd den = bmf_vd_fma(bmf_vd_fma(s + 1.12811678491632931402e2, s,
+                                       bmf_vd_set1(2.23548839060100448583e3)),
+                            s, bmf_vd_set1(4.84406305325125486048e3));
+    bmf_vd small = bmf_vd_fma(x, s * num / den, x);
     bmf_vd e = bmf_vd_exp(ax + ax);
     bmf_vd big = 1.0 - 2.0 / (e + 1.0);
     big = (bmf_vd)((bmf_vdi)big | ((bmf_vdi)x & sign_bit));

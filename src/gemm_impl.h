@@ -50,22 +50,25 @@ BMF_ALWAYS_INLINE void KFN(gemm_tile)(
         for (int v = 0; v < nv; v++) odd[v] = V(set1)(0);
         for (size_t top = K; k_down && top > 0; top -= 2) { /* top == 1 ends below */
             VEC a0 = V(set1)(A[top - 1]);
-            for (int v = 0; v < nv; v++) acc[0][v] += a0 * V(load)(Bp + (top - 1) * b_kstride + (size_t)v * VL);
+            for (int v = 0; v < nv; v++)
+                acc[0][v] = V(fma)(a0, V(load)(Bp + (top - 1) * b_kstride + (size_t)v * VL), acc[0][v]);
             if (top == 1) break;
             VEC a1 = V(set1)(A[top - 2]);
-            for (int v = 0; v < nv; v++) odd[v] += a1 * V(load)(Bp + (top - 2) * b_kstride + (size_t)v * VL);
+            for (int v = 0; v < nv; v++)
+                odd[v] = V(fma)(a1, V(load)(Bp + (top - 2) * b_kstride + (size_t)v * VL), odd[v]);
         }
         if (k_down) k = K;
         for (; k + 1 < K; k += 2) {
             VEC a0 = V(set1)(A[k]), a1 = V(set1)(A[k + 1]);
             for (int v = 0; v < nv; v++) {
-                acc[0][v] += a0 * V(load)(Bp + k * b_kstride + (size_t)v * VL);
-                odd[v] += a1 * V(load)(Bp + (k + 1) * b_kstride + (size_t)v * VL);
+                acc[0][v] = V(fma)(a0, V(load)(Bp + k * b_kstride + (size_t)v * VL), acc[0][v]);
+                odd[v] = V(fma)(a1, V(load)(Bp + (k + 1) * b_kstride + (size_t)v * VL), odd[v]);
             }
         }
         if (k < K) {
             VEC a0 = V(set1)(A[k]);
-            for (int v = 0; v < nv; v++) acc[0][v] += a0 * V(load)(Bp + k * b_kstride + (size_t)v * VL);
+            for (int v = 0; v < nv; v++)
+                acc[0][v] = V(fma)(a0, V(load)(Bp + k * b_kstride + (size_t)v * VL), acc[0][v]);
             k++;
         }
         for (int v = 0; v < nv; v++) acc[0][v] += odd[v];
@@ -75,7 +78,7 @@ BMF_ALWAYS_INLINE void KFN(gemm_tile)(
         for (int v = 0; v < nv; v++) bv[v] = V(load)(Bp + k * b_kstride + (size_t)v * VL);
         for (int r = 0; r < mr; r++) {
             VEC a = V(set1)(A[r * lda + k]);
-            for (int v = 0; v < nv; v++) acc[r][v] += a * bv[v];
+            for (int v = 0; v < nv; v++) acc[r][v] = V(fma)(a, bv[v], acc[r][v]);
         }
     }
     /* Both loops unrolled in full (mr and nv are constants), so that every
@@ -243,7 +246,7 @@ __attribute__((noinline)) static void KFN(gemm_tile_tall)(
     for (size_t k = 0; k < K; k++) {
         VEC b = V(load)(Bp + k * b_kstride);
 #pragma GCC unroll 16
-        for (int r = 0; r < BMF_MR_TALL; r++) acc[r] += V(set1)(Ap[k * BMF_MR_TALL + r]) * b;
+        for (int r = 0; r < BMF_MR_TALL; r++) acc[r] = V(fma)(V(set1)(Ap[k * BMF_MR_TALL + r]), b, acc[r]);
     }
 #pragma GCC unroll 16
     for (int r = 0; r < BMF_MR_TALL; r++) {
