@@ -112,9 +112,11 @@ BMF_SIMD_BASIC(bmf_vd, bmf_vdi, double, BMF_VD_LANES, BMF_VD_SPLAT)
  * AVX-512), twice elsewhere; fma1 for one element.  The build turns the
  * compiler's own fusing off (-ffp-contract=off), so every rounding is where
  * the source puts it: the same in each inlined copy of a helper, in every
- * tile shape, whatever the compiler.  Left to the compiler (gcc 13), the
- * same product fused in some copies and not in others, and results changed
- * with the thread count (tiles are split among threads). */
+ * tile shape, whatever the compiler.  Left to the compiler's contraction,
+ * gcc 13 (not 12) gave the RNN different bits on 1 and 2+ threads at the
+ * levels with FMA only (an element's tile shape depends on the thread
+ * split); with explicit fma the bits match on both, and gcc 12's are
+ * unchanged. */
 #if BMF_VEC_BYTES >= 32 && (defined(__x86_64__) || defined(__i386__))
 #include <immintrin.h>
 #if BMF_VEC_BYTES == 64
