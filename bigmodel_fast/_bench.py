@@ -659,11 +659,12 @@ def write_plot(path, result, title=""):
     ax.legend()
     if scaling:
         ax2 = axes[0][1]
-        for name in dict.fromkeys(r["name"] for r in rows):
+        for i, name in enumerate(dict.fromkeys(r["name"] for r in rows)):
             mine = sorted((r for r in rows if r["name"] == name), key=lambda r: r["threads"])
             base = mine[0]["native_s"]
+            # the colour cycle has 10 colours: the shapes after those get other marks
             ax2.plot([r["threads"] for r in mine], [base / r["native_s"] for r in mine],
-                     marker="o", label=name)
+                     marker="os"[i // 10 % 2], linestyle="-:"[i // 10 % 2], label=name)
         ax2.plot(counts, [c / counts[0] for c in counts], color="gray", linestyle="--",
                  label="ideal")
         ax2.set_xlabel("threads")
