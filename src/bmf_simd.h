@@ -49,8 +49,8 @@ typedef uint64_t bmf_vdu __attribute__((vector_size(BMF_VEC_BYTES)));
 /* The float and double helpers have the same shape; this macro writes the
  * type-independent ones once for each. */
 #define BMF_SIMD_BASIC(V, VI, T, LANES, SPLAT)                                      \
-    /* A literal of LANES copies compiles to one broadcast ({0} + s would    \
-     * turn -0.0 into +0.0, a lane loop into LANES inserts). */               \
+    /* A literal of LANES copies compiles to one broadcast ({0} + s would      \
+     * turn -0.0 into +0.0, a lane loop into LANES inserts). */                \
     BMF_ALWAYS_INLINE V V##_set1(T s) { return (V){SPLAT(s)}; }                \
     BMF_ALWAYS_INLINE V V##_load(const T *p)                                   \
     {                                                                          \
@@ -58,7 +58,7 @@ typedef uint64_t bmf_vdu __attribute__((vector_size(BMF_VEC_BYTES)));
         memcpy(&v, p, sizeof v);                                               \
         return v;                                                              \
     }                                                                          \
-    BMF_ALWAYS_INLINE void V##_store(T *p, V v) { memcpy(p, &v, sizeof v); }  \
+    BMF_ALWAYS_INLINE void V##_store(T *p, V v) { memcpy(p, &v, sizeof v); }   \
     /* The first n lanes from p (n may exceed LANES), zeros after. */          \
     BMF_ALWAYS_INLINE V V##_load_partial(const T *p, size_t n)                 \
     {                                                                          \
@@ -77,9 +77,9 @@ typedef uint64_t bmf_vdu __attribute__((vector_size(BMF_VEC_BYTES)));
     {                                                                          \
         return (V)((mask & (VI)a) | (~mask & (VI)b));                          \
     }                                                                          \
-    /* max that ignores a NaN in b (keeps a), so a running max stays a      \
-     * number; the NaN reaches the result through exp(s - max) instead. */    \
-    BMF_ALWAYS_INLINE V V##_max(V a, V b) { return V##_select(b > a, b, a); } \
+    /* max that ignores a NaN in b (keeps a), so a running max stays a         \
+     * number; the NaN reaches the result through exp(s - max) instead. */     \
+    BMF_ALWAYS_INLINE V V##_max(V a, V b) { return V##_select(b > a, b, a); }  \
     /* Lane i of the vector {0, 1, 2, ...}: for masks by position. */          \
     BMF_ALWAYS_INLINE V V##_iota(void)                                         \
     {                                                                          \
@@ -177,6 +177,15 @@ typedef double bmf_vd2 __attribute__((vector_size(16)));
 #define BMF_HAVE_SHUFFLEVECTOR 1
 #endif
 #endif
+/* BMF_SHUFFLE(a, b, IT, (i, j, ...)): lanes i, j, ... of a and b side by
+ * side; IT is the lane-index vector type that GCC before 12 (no
+ * __builtin_shufflevector) wants the indices in.  Clang has no __builtin_shuffle. */
+#define BMF_UNPAREN(...) __VA_ARGS__
+#ifdef BMF_HAVE_SHUFFLEVECTOR
+#define BMF_SHUFFLE(a, b, IT, idx) __builtin_shufflevector(a, b, BMF_UNPAREN idx)
+#else
+#define BMF_SHUFFLE(a, b, IT, idx) __builtin_shuffle(a, b, (IT){BMF_UNPAREN idx})
+#endif
 #ifdef BMF_HAVE_SHUFFLEVECTOR
 #define BMF_LO_2(v) __builtin_shufflevector(v, v, 0)
 #define BMF_HI_2(v) __builtin_shufflevector(v, v, 1)
@@ -230,103 +239,103 @@ BMF_ALWAYS_INLINE double bmf_vd_hsum(bmf_vd v) { return bmf_vd2_hsum(v); }
  * 2h x 2h block, h = LANES/2 down to 1.
  * The masks are literals, one set per lane count, so that the shuffles
  * compile to single permutes. */
-#define BMF_LANES_STEP(v, n, lo, hi, OP)                                       \
+#define BMF_LANES_STEP(v, n, IT, lo, hi, OP)                                   \
     for (int k_ = 0; k_ < (n) / 2; k_++)                                       \
-        v[k_] = OP(__builtin_shuffle(v[2 * k_], v[2 * k_ + 1], lo),            \
-                   __builtin_shuffle(v[2 * k_], v[2 * k_ + 1], hi))
-#define BMF_ONE_STEP(x, n, lo, hi, OP)                                         \
-    x = OP(__builtin_shuffle(x, x, lo), __builtin_shuffle(x, x, hi))
+        v[k_] = OP(BMF_SHUFFLE(v[2 * k_], v[2 * k_ + 1], IT, lo),              \
+                   BMF_SHUFFLE(v[2 * k_], v[2 * k_ + 1], IT, hi))
+#define BMF_ONE_STEP(x, n, IT, lo, hi, OP)                                     \
+    x = OP(BMF_SHUFFLE(x, x, IT, lo), BMF_SHUFFLE(x, x, IT, hi))
 #define BMF_OP_ADD(a, b) ((a) + (b))
-#define BMF_TRANSPOSE_STEP(VT, r, lanes, h, lo, hi)                            \
+#define BMF_TRANSPOSE_STEP(VT, IT, r, lanes, h, lo, hi)                        \
     for (int i_ = 0; i_ < (lanes); i_++)                                       \
         if (!(i_ & (h))) {                                                     \
             VT a_ = r[i_], b_ = r[i_ + (h)];                                   \
-            r[i_] = __builtin_shuffle(a_, b_, lo);                             \
-            r[i_ + (h)] = __builtin_shuffle(a_, b_, hi);                       \
+            r[i_] = BMF_SHUFFLE(a_, b_, IT, lo);                               \
+            r[i_ + (h)] = BMF_SHUFFLE(a_, b_, IT, hi);                         \
         }
 /* The reduction steps by lane count; IT is the vectors' lane-index type. */
-#define BMF_REDUCE_2(STEP, v, OP, IT) STEP(v, 2, ((IT){0, 2}), ((IT){1, 3}), OP)
+#define BMF_REDUCE_2(STEP, v, OP, IT) STEP(v, 2, IT, (0, 2), (1, 3), OP)
 #define BMF_REDUCE_4(STEP, v, OP, IT)                                          \
     do {                                                                       \
-        STEP(v, 4, ((IT){0, 1, 4, 5}), ((IT){2, 3, 6, 7}), OP);                \
-        STEP(v, 2, ((IT){0, 2, 4, 6}), ((IT){1, 3, 5, 7}), OP);                \
+        STEP(v, 4, IT, (0, 1, 4, 5), (2, 3, 6, 7), OP);                        \
+        STEP(v, 2, IT, (0, 2, 4, 6), (1, 3, 5, 7), OP);                        \
     } while (0)
 #define BMF_REDUCE_8(STEP, v, OP, IT)                                          \
     do {                                                                       \
-        STEP(v, 8, ((IT){0, 1, 2, 3, 8, 9, 10, 11}),                           \
-             ((IT){4, 5, 6, 7, 12, 13, 14, 15}), OP);                          \
-        STEP(v, 4, ((IT){0, 1, 4, 5, 8, 9, 12, 13}),                           \
-             ((IT){2, 3, 6, 7, 10, 11, 14, 15}), OP);                          \
-        STEP(v, 2, ((IT){0, 2, 4, 6, 8, 10, 12, 14}),                          \
-             ((IT){1, 3, 5, 7, 9, 11, 13, 15}), OP);                           \
+        STEP(v, 8, IT, (0, 1, 2, 3, 8, 9, 10, 11),                             \
+             (4, 5, 6, 7, 12, 13, 14, 15), OP);                                \
+        STEP(v, 4, IT, (0, 1, 4, 5, 8, 9, 12, 13),                             \
+             (2, 3, 6, 7, 10, 11, 14, 15), OP);                                \
+        STEP(v, 2, IT, (0, 2, 4, 6, 8, 10, 12, 14),                            \
+             (1, 3, 5, 7, 9, 11, 13, 15), OP);                                 \
     } while (0)
 #define BMF_REDUCE_16(STEP, v, OP, IT)                                         \
     do {                                                                       \
-        STEP(v, 16, ((IT){0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23}), \
-             ((IT){8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31}), OP); \
-        STEP(v, 8, ((IT){0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27}), \
-             ((IT){4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31}), OP); \
-        STEP(v, 4, ((IT){0, 1, 4, 5, 8, 9, 12, 13, 16, 17, 20, 21, 24, 25, 28, 29}), \
-             ((IT){2, 3, 6, 7, 10, 11, 14, 15, 18, 19, 22, 23, 26, 27, 30, 31}), OP); \
-        STEP(v, 2, ((IT){0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30}), \
-             ((IT){1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31}), OP); \
+        STEP(v, 16, IT, (0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23), \
+             (8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31), OP); \
+        STEP(v, 8, IT, (0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27), \
+             (4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31), OP); \
+        STEP(v, 4, IT, (0, 1, 4, 5, 8, 9, 12, 13, 16, 17, 20, 21, 24, 25, 28, 29), \
+             (2, 3, 6, 7, 10, 11, 14, 15, 18, 19, 22, 23, 26, 27, 30, 31), OP); \
+        STEP(v, 2, IT, (0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30), \
+             (1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31), OP); \
     } while (0)
 #if BMF_VEC_BYTES == 64
 #define BMF_VF_LANES_REDUCE(STEP, v, OP) BMF_REDUCE_16(STEP, v, OP, bmf_vfi)
 #define BMF_VD_LANES_REDUCE(STEP, v, OP) BMF_REDUCE_8(STEP, v, OP, bmf_vdi)
 BMF_ALWAYS_INLINE void bmf_vf_transpose(bmf_vf *r)
 {
-    BMF_TRANSPOSE_STEP(bmf_vf, r, 16, 8, ((bmf_vfi){0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23}),
-                       ((bmf_vfi){8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31}));
-    BMF_TRANSPOSE_STEP(bmf_vf, r, 16, 4, ((bmf_vfi){0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27}),
-                       ((bmf_vfi){4, 5, 6, 7, 20, 21, 22, 23, 12, 13, 14, 15, 28, 29, 30, 31}));
-    BMF_TRANSPOSE_STEP(bmf_vf, r, 16, 2, ((bmf_vfi){0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29}),
-                       ((bmf_vfi){2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31}));
-    BMF_TRANSPOSE_STEP(bmf_vf, r, 16, 1, ((bmf_vfi){0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30}),
-                       ((bmf_vfi){1, 17, 3, 19, 5, 21, 7, 23, 9, 25, 11, 27, 13, 29, 15, 31}));
+    BMF_TRANSPOSE_STEP(bmf_vf, bmf_vfi, r, 16, 8, (0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23),
+                       (8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31));
+    BMF_TRANSPOSE_STEP(bmf_vf, bmf_vfi, r, 16, 4, (0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27),
+                       (4, 5, 6, 7, 20, 21, 22, 23, 12, 13, 14, 15, 28, 29, 30, 31));
+    BMF_TRANSPOSE_STEP(bmf_vf, bmf_vfi, r, 16, 2, (0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29),
+                       (2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31));
+    BMF_TRANSPOSE_STEP(bmf_vf, bmf_vfi, r, 16, 1, (0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30),
+                       (1, 17, 3, 19, 5, 21, 7, 23, 9, 25, 11, 27, 13, 29, 15, 31));
 }
 BMF_ALWAYS_INLINE void bmf_vd_transpose(bmf_vd *r)
 {
-    BMF_TRANSPOSE_STEP(bmf_vd, r, 8, 4, ((bmf_vdi){0, 1, 2, 3, 8, 9, 10, 11}),
-                       ((bmf_vdi){4, 5, 6, 7, 12, 13, 14, 15}));
-    BMF_TRANSPOSE_STEP(bmf_vd, r, 8, 2, ((bmf_vdi){0, 1, 8, 9, 4, 5, 12, 13}),
-                       ((bmf_vdi){2, 3, 10, 11, 6, 7, 14, 15}));
-    BMF_TRANSPOSE_STEP(bmf_vd, r, 8, 1, ((bmf_vdi){0, 8, 2, 10, 4, 12, 6, 14}),
-                       ((bmf_vdi){1, 9, 3, 11, 5, 13, 7, 15}));
+    BMF_TRANSPOSE_STEP(bmf_vd, bmf_vdi, r, 8, 4, (0, 1, 2, 3, 8, 9, 10, 11),
+                       (4, 5, 6, 7, 12, 13, 14, 15));
+    BMF_TRANSPOSE_STEP(bmf_vd, bmf_vdi, r, 8, 2, (0, 1, 8, 9, 4, 5, 12, 13),
+                       (2, 3, 10, 11, 6, 7, 14, 15));
+    BMF_TRANSPOSE_STEP(bmf_vd, bmf_vdi, r, 8, 1, (0, 8, 2, 10, 4, 12, 6, 14),
+                       (1, 9, 3, 11, 5, 13, 7, 15));
 }
 #elif BMF_VEC_BYTES == 32
 #define BMF_VF_LANES_REDUCE(STEP, v, OP) BMF_REDUCE_8(STEP, v, OP, bmf_vfi)
 #define BMF_VD_LANES_REDUCE(STEP, v, OP) BMF_REDUCE_4(STEP, v, OP, bmf_vdi)
 BMF_ALWAYS_INLINE void bmf_vf_transpose(bmf_vf *r)
 {
-    BMF_TRANSPOSE_STEP(bmf_vf, r, 8, 4, ((bmf_vfi){0, 1, 2, 3, 8, 9, 10, 11}),
-                       ((bmf_vfi){4, 5, 6, 7, 12, 13, 14, 15}));
-    BMF_TRANSPOSE_STEP(bmf_vf, r, 8, 2, ((bmf_vfi){0, 1, 8, 9, 4, 5, 12, 13}),
-                       ((bmf_vfi){2, 3, 10, 11, 6, 7, 14, 15}));
-    BMF_TRANSPOSE_STEP(bmf_vf, r, 8, 1, ((bmf_vfi){0, 8, 2, 10, 4, 12, 6, 14}),
-                       ((bmf_vfi){1, 9, 3, 11, 5, 13, 7, 15}));
+    BMF_TRANSPOSE_STEP(bmf_vf, bmf_vfi, r, 8, 4, (0, 1, 2, 3, 8, 9, 10, 11),
+                       (4, 5, 6, 7, 12, 13, 14, 15));
+    BMF_TRANSPOSE_STEP(bmf_vf, bmf_vfi, r, 8, 2, (0, 1, 8, 9, 4, 5, 12, 13),
+                       (2, 3, 10, 11, 6, 7, 14, 15));
+    BMF_TRANSPOSE_STEP(bmf_vf, bmf_vfi, r, 8, 1, (0, 8, 2, 10, 4, 12, 6, 14),
+                       (1, 9, 3, 11, 5, 13, 7, 15));
 }
 BMF_ALWAYS_INLINE void bmf_vd_transpose(bmf_vd *r)
 {
-    BMF_TRANSPOSE_STEP(bmf_vd, r, 4, 2, ((bmf_vdi){0, 1, 4, 5}),
-                       ((bmf_vdi){2, 3, 6, 7}));
-    BMF_TRANSPOSE_STEP(bmf_vd, r, 4, 1, ((bmf_vdi){0, 4, 2, 6}),
-                       ((bmf_vdi){1, 5, 3, 7}));
+    BMF_TRANSPOSE_STEP(bmf_vd, bmf_vdi, r, 4, 2, (0, 1, 4, 5),
+                       (2, 3, 6, 7));
+    BMF_TRANSPOSE_STEP(bmf_vd, bmf_vdi, r, 4, 1, (0, 4, 2, 6),
+                       (1, 5, 3, 7));
 }
 #elif BMF_VEC_BYTES == 16
 #define BMF_VF_LANES_REDUCE(STEP, v, OP) BMF_REDUCE_4(STEP, v, OP, bmf_vfi)
 #define BMF_VD_LANES_REDUCE(STEP, v, OP) BMF_REDUCE_2(STEP, v, OP, bmf_vdi)
 BMF_ALWAYS_INLINE void bmf_vf_transpose(bmf_vf *r)
 {
-    BMF_TRANSPOSE_STEP(bmf_vf, r, 4, 2, ((bmf_vfi){0, 1, 4, 5}),
-                       ((bmf_vfi){2, 3, 6, 7}));
-    BMF_TRANSPOSE_STEP(bmf_vf, r, 4, 1, ((bmf_vfi){0, 4, 2, 6}),
-                       ((bmf_vfi){1, 5, 3, 7}));
+    BMF_TRANSPOSE_STEP(bmf_vf, bmf_vfi, r, 4, 2, (0, 1, 4, 5),
+                       (2, 3, 6, 7));
+    BMF_TRANSPOSE_STEP(bmf_vf, bmf_vfi, r, 4, 1, (0, 4, 2, 6),
+                       (1, 5, 3, 7));
 }
 BMF_ALWAYS_INLINE void bmf_vd_transpose(bmf_vd *r)
 {
-    BMF_TRANSPOSE_STEP(bmf_vd, r, 2, 1, ((bmf_vdi){0, 2}),
-                       ((bmf_vdi){1, 3}));
+    BMF_TRANSPOSE_STEP(bmf_vd, bmf_vdi, r, 2, 1, (0, 2),
+                       (1, 3));
 }
 #endif
 #define BMF_LANES_REDUCTIONS(V, T, REDUCE)                                     \
@@ -340,8 +349,8 @@ BMF_ALWAYS_INLINE void bmf_vd_transpose(bmf_vd *r)
         REDUCE(BMF_LANES_STEP, v, V##_max);                                    \
         return v[0];                                                           \
     }                                                                          \
-    /* The largest lane of a vector without NaN (a running max keeps them   \
-     * out). */                                                               \
+    /* The largest lane of a vector without NaN (a running max keeps them      \
+     * out). */                                                                \
     BMF_ALWAYS_INLINE T V##_hmax(V x)                                          \
     {                                                                          \
         REDUCE(BMF_ONE_STEP, x, V##_max);                                      \
