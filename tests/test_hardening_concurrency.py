@@ -118,6 +118,9 @@ def test_gil_is_released_during_a_kernel(make_call):
     looks thousands of times."""
     call = make_call()
     call()  # warm up (thread pool, page faults)
+    # Idle OpenMP workers of earlier tests may still spin (LLVM's runtime: 200 ms,
+    # KMP_BLOCKTIME) and take the cores both Python threads need on a small machine.
+    time.sleep(0.3)
     state = {"in_kernel": False}
 
     def worker():
