@@ -280,64 +280,48 @@ BMF_ALWAYS_INLINE double bmf_vd_hsum(bmf_vd v) { return bmf_vd2_hsum(v); }
         STEP(v, 2, IT, (0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30), \
              (1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31), OP); \
     } while (0)
+/* The transposes by lane count (T: the vector type, IT: its lane-index type). */
+#define BMF_TRANSPOSE_16(T, IT, r)                                             \
+    do {                                                                       \
+        BMF_TRANSPOSE_STEP(T, IT, r, 16, 8, (0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23), \
+                           (8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31)); \
+        BMF_TRANSPOSE_STEP(T, IT, r, 16, 4, (0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27), \
+                           (4, 5, 6, 7, 20, 21, 22, 23, 12, 13, 14, 15, 28, 29, 30, 31)); \
+        BMF_TRANSPOSE_STEP(T, IT, r, 16, 2, (0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29), \
+                           (2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31)); \
+        BMF_TRANSPOSE_STEP(T, IT, r, 16, 1, (0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30), \
+                           (1, 17, 3, 19, 5, 21, 7, 23, 9, 25, 11, 27, 13, 29, 15, 31)); \
+    } while (0)
+#define BMF_TRANSPOSE_8(T, IT, r)                                              \
+    do {                                                                       \
+        BMF_TRANSPOSE_STEP(T, IT, r, 8, 4, (0, 1, 2, 3, 8, 9, 10, 11), (4, 5, 6, 7, 12, 13, 14, 15)); \
+        BMF_TRANSPOSE_STEP(T, IT, r, 8, 2, (0, 1, 8, 9, 4, 5, 12, 13), (2, 3, 10, 11, 6, 7, 14, 15)); \
+        BMF_TRANSPOSE_STEP(T, IT, r, 8, 1, (0, 8, 2, 10, 4, 12, 6, 14), (1, 9, 3, 11, 5, 13, 7, 15)); \
+    } while (0)
+#define BMF_TRANSPOSE_4(T, IT, r)                                              \
+    do {                                                                       \
+        BMF_TRANSPOSE_STEP(T, IT, r, 4, 2, (0, 1, 4, 5), (2, 3, 6, 7));        \
+        BMF_TRANSPOSE_STEP(T, IT, r, 4, 1, (0, 4, 2, 6), (1, 5, 3, 7));        \
+    } while (0)
+#define BMF_TRANSPOSE_2(T, IT, r) BMF_TRANSPOSE_STEP(T, IT, r, 2, 1, (0, 2), (1, 3))
 #if BMF_VEC_BYTES == 64
 #define BMF_VF_LANES_REDUCE(STEP, v, OP) BMF_REDUCE_16(STEP, v, OP, bmf_vfi)
 #define BMF_VD_LANES_REDUCE(STEP, v, OP) BMF_REDUCE_8(STEP, v, OP, bmf_vdi)
-BMF_ALWAYS_INLINE void bmf_vf_transpose(bmf_vf *r)
-{
-    BMF_TRANSPOSE_STEP(bmf_vf, bmf_vfi, r, 16, 8, (0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23),
-                       (8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31));
-    BMF_TRANSPOSE_STEP(bmf_vf, bmf_vfi, r, 16, 4, (0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27),
-                       (4, 5, 6, 7, 20, 21, 22, 23, 12, 13, 14, 15, 28, 29, 30, 31));
-    BMF_TRANSPOSE_STEP(bmf_vf, bmf_vfi, r, 16, 2, (0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29),
-                       (2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31));
-    BMF_TRANSPOSE_STEP(bmf_vf, bmf_vfi, r, 16, 1, (0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30),
-                       (1, 17, 3, 19, 5, 21, 7, 23, 9, 25, 11, 27, 13, 29, 15, 31));
-}
-BMF_ALWAYS_INLINE void bmf_vd_transpose(bmf_vd *r)
-{
-    BMF_TRANSPOSE_STEP(bmf_vd, bmf_vdi, r, 8, 4, (0, 1, 2, 3, 8, 9, 10, 11),
-                       (4, 5, 6, 7, 12, 13, 14, 15));
-    BMF_TRANSPOSE_STEP(bmf_vd, bmf_vdi, r, 8, 2, (0, 1, 8, 9, 4, 5, 12, 13),
-                       (2, 3, 10, 11, 6, 7, 14, 15));
-    BMF_TRANSPOSE_STEP(bmf_vd, bmf_vdi, r, 8, 1, (0, 8, 2, 10, 4, 12, 6, 14),
-                       (1, 9, 3, 11, 5, 13, 7, 15));
-}
+#define BMF_VF_TRANSPOSE BMF_TRANSPOSE_16
+#define BMF_VD_TRANSPOSE BMF_TRANSPOSE_8
 #elif BMF_VEC_BYTES == 32
 #define BMF_VF_LANES_REDUCE(STEP, v, OP) BMF_REDUCE_8(STEP, v, OP, bmf_vfi)
 #define BMF_VD_LANES_REDUCE(STEP, v, OP) BMF_REDUCE_4(STEP, v, OP, bmf_vdi)
-BMF_ALWAYS_INLINE void bmf_vf_transpose(bmf_vf *r)
-{
-    BMF_TRANSPOSE_STEP(bmf_vf, bmf_vfi, r, 8, 4, (0, 1, 2, 3, 8, 9, 10, 11),
-                       (4, 5, 6, 7, 12, 13, 14, 15));
-    BMF_TRANSPOSE_STEP(bmf_vf, bmf_vfi, r, 8, 2, (0, 1, 8, 9, 4, 5, 12, 13),
-                       (2, 3, 10, 11, 6, 7, 14, 15));
-    BMF_TRANSPOSE_STEP(bmf_vf, bmf_vfi, r, 8, 1, (0, 8, 2, 10, 4, 12, 6, 14),
-                       (1, 9, 3, 11, 5, 13, 7, 15));
-}
-BMF_ALWAYS_INLINE void bmf_vd_transpose(bmf_vd *r)
-{
-    BMF_TRANSPOSE_STEP(bmf_vd, bmf_vdi, r, 4, 2, (0, 1, 4, 5),
-                       (2, 3, 6, 7));
-    BMF_TRANSPOSE_STEP(bmf_vd, bmf_vdi, r, 4, 1, (0, 4, 2, 6),
-                       (1, 5, 3, 7));
-}
-#elif BMF_VEC_BYTES == 16
+#define BMF_VF_TRANSPOSE BMF_TRANSPOSE_8
+#define BMF_VD_TRANSPOSE BMF_TRANSPOSE_4
+#else
 #define BMF_VF_LANES_REDUCE(STEP, v, OP) BMF_REDUCE_4(STEP, v, OP, bmf_vfi)
 #define BMF_VD_LANES_REDUCE(STEP, v, OP) BMF_REDUCE_2(STEP, v, OP, bmf_vdi)
-BMF_ALWAYS_INLINE void bmf_vf_transpose(bmf_vf *r)
-{
-    BMF_TRANSPOSE_STEP(bmf_vf, bmf_vfi, r, 4, 2, (0, 1, 4, 5),
-                       (2, 3, 6, 7));
-    BMF_TRANSPOSE_STEP(bmf_vf, bmf_vfi, r, 4, 1, (0, 4, 2, 6),
-                       (1, 5, 3, 7));
-}
-BMF_ALWAYS_INLINE void bmf_vd_transpose(bmf_vd *r)
-{
-    BMF_TRANSPOSE_STEP(bmf_vd, bmf_vdi, r, 2, 1, (0, 2),
-                       (1, 3));
-}
+#define BMF_VF_TRANSPOSE BMF_TRANSPOSE_4
+#define BMF_VD_TRANSPOSE BMF_TRANSPOSE_2
 #endif
+BMF_ALWAYS_INLINE void bmf_vf_transpose(bmf_vf *r) { BMF_VF_TRANSPOSE(bmf_vf, bmf_vfi, r); }
+BMF_ALWAYS_INLINE void bmf_vd_transpose(bmf_vd *r) { BMF_VD_TRANSPOSE(bmf_vd, bmf_vdi, r); }
 #define BMF_LANES_REDUCTIONS(V, T, REDUCE)                                     \
     BMF_ALWAYS_INLINE V V##_hsum_lanes(V *v)                                   \
     {                                                                          \
