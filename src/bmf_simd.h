@@ -108,8 +108,8 @@ typedef uint64_t bmf_vdu __attribute__((vector_size(BMF_VEC_BYTES)));
 BMF_SIMD_BASIC(bmf_vf, bmf_vfi, float, BMF_VF_LANES, BMF_VF_SPLAT)
 BMF_SIMD_BASIC(bmf_vd, bmf_vdi, double, BMF_VD_LANES, BMF_VD_SPLAT)
 
-/* fma(a, b, c) = a * b + c, rounded once where the level has FMA (AVX2 and
- * AVX-512), twice elsewhere; fma1 for one element.  The build turns the
+/* fma(a, b, c) = a * b + c, rounded once where the level has FMA (AVX2,
+ * AVX-512, arm64's baseline), twice elsewhere; fma1 for one element.  The build turns the
  * compiler's own fusing off (-ffp-contract=off), so every rounding is where
  * the source puts it: the same in each inlined copy of a helper, in every
  * tile shape, whatever the compiler.  Left to the compiler's contraction,
@@ -140,7 +140,19 @@ BMF_ALWAYS_INLINE bmf_vd bmf_vd_fma(bmf_vd a, bmf_vd b, bmf_vd c)
 #endif
 BMF_ALWAYS_INLINE float bmf_vf_fma1(float a, float b, float c) { return __builtin_fmaf(a, b, c); }
 BMF_ALWAYS_INLINE double bmf_vd_fma1(double a, double b, double c) { return __builtin_fma(a, b, c); }
-#else /* no FMA assumed (arm64's NEON has one, left unused: the baseline is one level) */
+#elif defined(__aarch64__) && BMF_VEC_BYTES == 16 /* every arm64 CPU has FMA */
+#include <arm_neon.h>
+BMF_ALWAYS_INLINE bmf_vf bmf_vf_fma(bmf_vf a, bmf_vf b, bmf_vf c)
+{
+    return (bmf_vf)vfmaq_f32((float32x4_t)c, (float32x4_t)a, (float32x4_t)b);
+}
+BMF_ALWAYS_INLINE bmf_vd bmf_vd_fma(bmf_vd a, bmf_vd b, bmf_vd c)
+{
+    return (bmf_vd)vfmaq_f64((float64x2_t)c, (float64x2_t)a, (float64x2_t)b);
+}
+BMF_ALWAYS_INLINE float bmf_vf_fma1(float a, float b, float c) { return __builtin_fmaf(a, b, c); }
+BMF_ALWAYS_INLINE double bmf_vd_fma1(double a, double b, double c) { return __builtin_fma(a, b, c); }
+#else /* the x86-64 baseline (SSE2) and others: no FMA assumed */
 BMF_ALWAYS_INLINE bmf_vf bmf_vf_fma(bmf_vf a, bmf_vf b, bmf_vf c) { return a * b + c; }
 BMF_ALWAYS_INLINE bmf_vd bmf_vd_fma(bmf_vd a, bmf_vd b, bmf_vd c) { return a * b + c; }
 BMF_ALWAYS_INLINE float bmf_vf_fma1(float a, float b, float c) { return a * b + c; }

@@ -34,17 +34,18 @@ def table(merged):
     head = " | ".join(f"{t} thr" for t in counts)
     lines = [f"| shape | {head} |", "| --- |" + " --- |" * len(counts)]
     for name in dict.fromkeys(row["name"] for row in merged["rows"]):
-        by_count = {row["threads"]: row for row in merged["rows"] if row["name"] == name}
-        one = by_count.get(counts[0])
+        by_count = {row["threads"]: row for row in merged["rows"]
+                    if row["name"] == name and row["ok"]}
+        fewest = by_count[min(by_count)]["native_s"] if by_count else None
         cells = []
         for t in counts:
             row = by_count.get(t)
-            if row is None:
+            if row is None:       # not run at this count, or a wrong result
                 cells.append("-")
                 continue
             torch = row["speedup_vs_torch"]
             cells.append(f"{_bench.format_seconds(row['native_s'])}"
-                         f" ({one['native_s'] / row['native_s']:.1f}x;"
+                         f" ({fewest / row['native_s']:.1f}x;"
                          f" {row['speedup_vs_reference']:.1f} / "
                          f"{'-' if torch is None else f'{torch:.2f}'})")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
@@ -57,8 +58,11 @@ def main(argv=None):
     parser.add_argument("inputs", nargs="+")
     parser.add_argument("--plot")
     args = parser.parse_args(argv)
-    docs = sorted((json.load(open(p)) for p in args.inputs),
-                  key=lambda doc: doc["settings"]["threads"][0])
+    docs = []
+    for path in args.inputs:
+        with open(path) as f:
+            docs.append(json.load(f))
+    docs.sort(key=lambda doc: doc["settings"]["threads"][0])
     merged = merge(docs)
     with open(args.out, "w") as f:
         json.dump(merged, f, indent=1)

@@ -61,11 +61,16 @@ def compare(path_a, path_b):
     differ = 0
     for key in a.files:
         x, y = a[key], b[key]
-        if x.tobytes() != y.tobytes():
+        if x.shape != y.shape or x.dtype != y.dtype:
             differ += 1
-            gap = np.nanmax(np.abs(x.astype(np.float64) - y.astype(np.float64)))
-            print(f"differ: {key}: {np.count_nonzero(x != y)} of {x.size} elements, "
-                  f"largest difference {gap:.2e}")
+            print(f"differ: {key}: {x.dtype}{x.shape} against {y.dtype}{y.shape}")
+        elif x.tobytes() != y.tobytes():
+            differ += 1
+            as_int = np.dtype(f"u{x.dtype.itemsize}")   # NaN payloads compared too
+            n = np.count_nonzero(x.view(as_int) != y.view(as_int))
+            with np.errstate(invalid="ignore"):
+                gap = np.nanmax(np.abs(x.astype(np.float64) - y.astype(np.float64)), initial=0)
+            print(f"differ: {key}: {n} of {x.size} elements, largest difference {gap:.2e}")
     print(f"{differ} of {len(a.files)} results differ")
     return 1 if differ else 0
 

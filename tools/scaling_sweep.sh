@@ -7,14 +7,16 @@
 #
 #   OUT=bench-out/scaling tools/scaling_sweep.sh 1 16 8 4 2
 #
-# Thread counts default to 1 and the powers of two up to the core count
-# (largest first after 1).  PYTHON picks the interpreter (default python3);
+# Thread counts default to 1, then the core count halved down to 2 (16 cores:
+# 1 16 8 4 2).  PYTHON picks the interpreter (default python3);
 # BENCH_ARGS adds arguments to each bench (e.g. "--quick --shapes rnn-small").
 set -u -o pipefail
 OUT=${OUT:-bench-out/scaling}
 PYTHON=${PYTHON:-python3}
 CORES=$(nproc)
 mkdir -p "$OUT"
+OUT=$(cd "$OUT" && pwd)   # absolute: the rest runs in the repository's root
+cd "$(dirname "$0")/.."
 export PYTHONUNBUFFERED=1
 if [ $# -gt 0 ]; then
     THREADS="$*"
@@ -27,7 +29,7 @@ step() { echo "== $* ($(date +%T))"; }
 step machine
 {
     lscpu
-    gcc --version | head -1
+    "${CC:-cc}" --version | head -1
     "$PYTHON" -c "import sys, numpy; print(sys.version); print('numpy', numpy.__version__)"
     "$PYTHON" -c "import torch; print('torch', torch.__version__)" || true
 } >"$OUT/machine.txt" 2>&1
@@ -44,7 +46,7 @@ BMF_TEST_MAX_THREADS=$CORES make -s -C src test 2>&1 | grep -E "FAIL|failed|thre
 
 step "bitwise tests, 1..$CORES threads"
 BMF_TEST_MAX_THREADS=$CORES "$PYTHON" -m pytest -q -p no:cacheprovider tests/test_native.py \
-    -k "bitwise or default_threads" 2>&1 | tail -3
+    -k "bitwise or default_threads" 2>&1 | tail -3 || echo "the bitwise tests FAILED"
 
 for t in $THREADS; do
     step "bench, $t threads"
