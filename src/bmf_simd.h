@@ -357,12 +357,13 @@ BMF_LANES_REDUCTIONS(bmf_vd, double, BMF_VD_LANES_REDUCE)
 
 /* ---- exp ---------------------------------------------------------------- */
 
-/* Two steps of exp have a one-instruction form on AVX-512 (used when the
- * translation unit targets it): clamping with min/max, and p * 2^n with
- * vscalefps/pd, which rounds results in the subnormal range and overflows
- * to inf by itself.  Elsewhere: compare-and-select, and 2^n built in the
- * exponent bits as two factors so that each stays in range. */
-#if BMF_VEC_BYTES == 64 && defined(__AVX512F__)
+/* Two steps of exp have a one-instruction form on AVX-512 (the 64-byte level;
+ * told by BMF_VEC_BYTES, as clang's target attribute does not define
+ * __AVX512F__): clamping with min/max, and p * 2^n with vscalefps/pd, which
+ * rounds results in the subnormal range and overflows to inf by itself.
+ * Elsewhere: compare-and-select, and 2^n built in the exponent bits as two
+ * factors so that each stays in range. */
+#if BMF_VEC_BYTES == 64 && (defined(__x86_64__) || defined(__i386__))
 #include <immintrin.h>
 /* min/max return their second operand when either is NaN: x last keeps NaN. */
 BMF_ALWAYS_INLINE bmf_vf bmf_vf_clamp(bmf_vf x, float lo, float hi)
