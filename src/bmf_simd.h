@@ -109,17 +109,17 @@ BMF_SIMD_BASIC(bmf_vf, bmf_vfi, float, BMF_VF_LANES, BMF_VF_SPLAT)
 BMF_SIMD_BASIC(bmf_vd, bmf_vdi, double, BMF_VD_LANES, BMF_VD_SPLAT)
 
 /* fma(a, b, c) = a * b + c, rounded once where the level has FMA (AVX2,
- * AVX-512, arm64's baseline), twice elsewhere; fma1 for one element.  The build turns the
- * compiler's own fusing off (-ffp-contract=off), so every rounding is where
- * the source puts it: the same in each inlined copy of a helper, in every
- * tile shape, whatever the compiler.  Left to the compiler's contraction,
- * gcc 13 (not 12) gave the RNN different bits on 1 and 2+ threads at the
- * levels with FMA only (an element's tile shape depends on the thread
- * split); with explicit fma the bits match on both, and gcc 12's are
- * unchanged. */
-#if BMF_VEC_BYTES >= 32 && (defined(__x86_64__) || defined(__i386__))
+ * AVX-512, arm64's baseline), twice elsewhere; fma1 for one element.  The
+ * build turns the compiler's own fusing off (-ffp-contract=off), so every
+ * rounding is where the source puts it: the same in each inlined copy of a
+ * helper, in every tile shape, whatever the compiler.  Left to the
+ * compiler's contraction, gcc 13 (not 12) gave the RNN different bits on 1
+ * and 2+ threads at the levels with FMA only (an element's tile shape
+ * depends on the thread split); with explicit fma the bits match on both,
+ * and gcc 12's are unchanged. */
+#if BMF_VEC_BYTES == 64 && (defined(__x86_64__) || defined(__i386__))
 #include <immintrin.h>
-#if BMF_VEC_BYTES == 64
+#define BMF_HAVE_FMA 1
 BMF_ALWAYS_INLINE bmf_vf bmf_vf_fma(bmf_vf a, bmf_vf b, bmf_vf c)
 {
     return (bmf_vf)_mm512_fmadd_ps((__m512)a, (__m512)b, (__m512)c);
@@ -128,7 +128,9 @@ BMF_ALWAYS_INLINE bmf_vd bmf_vd_fma(bmf_vd a, bmf_vd b, bmf_vd c)
 {
     return (bmf_vd)_mm512_fmadd_pd((__m512d)a, (__m512d)b, (__m512d)c);
 }
-#else
+#elif BMF_VEC_BYTES == 32 && (defined(__x86_64__) || defined(__i386__))
+#include <immintrin.h>
+#define BMF_HAVE_FMA 1
 BMF_ALWAYS_INLINE bmf_vf bmf_vf_fma(bmf_vf a, bmf_vf b, bmf_vf c)
 {
     return (bmf_vf)_mm256_fmadd_ps((__m256)a, (__m256)b, (__m256)c);
@@ -137,11 +139,9 @@ BMF_ALWAYS_INLINE bmf_vd bmf_vd_fma(bmf_vd a, bmf_vd b, bmf_vd c)
 {
     return (bmf_vd)_mm256_fmadd_pd((__m256d)a, (__m256d)b, (__m256d)c);
 }
-#endif
-BMF_ALWAYS_INLINE float bmf_vf_fma1(float a, float b, float c) { return __builtin_fmaf(a, b, c); }
-BMF_ALWAYS_INLINE double bmf_vd_fma1(double a, double b, double c) { return __builtin_fma(a, b, c); }
 #elif defined(__aarch64__) && BMF_VEC_BYTES == 16 /* every arm64 CPU has FMA */
 #include <arm_neon.h>
+#define BMF_HAVE_FMA 1
 BMF_ALWAYS_INLINE bmf_vf bmf_vf_fma(bmf_vf a, bmf_vf b, bmf_vf c)
 {
     return (bmf_vf)vfmaq_f32((float32x4_t)c, (float32x4_t)a, (float32x4_t)b);
@@ -150,11 +150,14 @@ BMF_ALWAYS_INLINE bmf_vd bmf_vd_fma(bmf_vd a, bmf_vd b, bmf_vd c)
 {
     return (bmf_vd)vfmaq_f64((float64x2_t)c, (float64x2_t)a, (float64x2_t)b);
 }
-BMF_ALWAYS_INLINE float bmf_vf_fma1(float a, float b, float c) { return __builtin_fmaf(a, b, c); }
-BMF_ALWAYS_INLINE double bmf_vd_fma1(double a, double b, double c) { return __builtin_fma(a, b, c); }
 #else /* the x86-64 baseline (SSE2) and others: no FMA assumed */
 BMF_ALWAYS_INLINE bmf_vf bmf_vf_fma(bmf_vf a, bmf_vf b, bmf_vf c) { return a * b + c; }
 BMF_ALWAYS_INLINE bmf_vd bmf_vd_fma(bmf_vd a, bmf_vd b, bmf_vd c) { return a * b + c; }
+#endif
+#ifdef BMF_HAVE_FMA
+BMF_ALWAYS_INLINE float bmf_vf_fma1(float a, float b, float c) { return __builtin_fmaf(a, b, c); }
+BMF_ALWAYS_INLINE double bmf_vd_fma1(double a, double b, double c) { return __builtin_fma(a, b, c); }
+#else
 BMF_ALWAYS_INLINE float bmf_vf_fma1(float a, float b, float c) { return a * b + c; }
 BMF_ALWAYS_INLINE double bmf_vd_fma1(double a, double b, double c) { return a * b + c; }
 #endif
