@@ -370,6 +370,9 @@ DETERMINISM_ATTENTION = {    # Lq, Lk, B, E, Ev, heads, causal, mask form
     "split-keys": (1, 3000, 1, 16, 16, 1, False, None),
     "split-masked": (3, 2600, 2, 16, 8, 2, True, "chunks"),
     "many-items": (70, 90, 4, 24, 12, 3, False, "3d-batch-head"),
+    # 6 pairs: whole pairs per item on 1 thread, query blocks of 35, 35, 35
+    # and 23 rows (not 40, 40, 40, 8 at AVX-512) on more
+    "rebalanced-blocks": (128, 150, 2, 48, 48, 3, True, "3d-batch-head"),
     "decode-heads-of-64": (2, 1500, 2, 128, 128, 2, False, "4d-padding"),
 }
 
