@@ -667,8 +667,11 @@ static void KFN(att_body)(void *arg, int tid, int nt)
  * up to this many query rows. */
 #define BMF_ATT_BH_MAJOR_PER_THREAD 4
 #define BMF_ATT_BH_MAJOR_MAX_Q 256
-/* Key-major: a group's key-row segment of about this many bytes streams well. */
+/* Key-major: a group's key-row segment of about this many bytes streams well;
+ * down to the smaller size where that gives each thread this many items. */
 #define BMF_ATT_SEGMENT_BYTES 16384
+#define BMF_ATT_MIN_SEGMENT_BYTES 4096
+#define BMF_ATT_KM_ITEMS_PER_THREAD 4
 
 /* The number of chunks of at least min_chunk keys (rounded to tiles of bk)
  * that gives about BMF_ATT_SPLIT_ITEMS items with n_units other items. */
@@ -726,6 +729,21 @@ int KFN(attention)(size_t Lq, size_t Lk, size_t B, size_t heads, size_t Dk,
     size_t macs = n_bh * Lq * (Lk ? Lk : 1) * (Dk + Dv);
     size_t useful = macs / BMF_ATT_MIN_MACS_PER_THREAD + 1;
     int nt = bmf_threads_for(n_threads, useful < n_items ? useful : n_items);
+    if (c.key_major && nt > 1) {
+        /* Few items per thread (decoding on many cores: attn-decode has 16
+         * items): smaller groups of pairs give more.  The chunks stay as the
+         * shape set them above, and a pair's result does not depend on its
+         * group, so the bits do not depend on nt through this choice. */
+        size_t d = Dk > Dv ? Dk : Dv;
+        size_t min_group = BMF_ATT_MIN_SEGMENT_BYTES / sizeof(REAL) / (d ? d : 1);
+        while (c.n_groups * c.n_chunks < BMF_ATT_KM_ITEMS_PER_THREAD * (size_t)nt
+               && c.group_bh / 2 >= (min_group ? min_group : 1)) {
+            c.group_bh /= 2;
+            c.n_groups = (n_bh + c.group_bh - 1) / c.group_bh;
+        }
+        n_items = c.n_groups * c.n_chunks;
+        nt = bmf_threads_for(n_threads, useful < n_items ? useful : n_items);
+    }
     int use_partials = c.key_major || c.n_chunks > 1;
     /* Short queries and many (batch, head) pairs per thread: the thread that
      * packs a pair's K and V also uses them, from its own cache, and no

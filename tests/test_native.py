@@ -374,6 +374,9 @@ DETERMINISM_ATTENTION = {    # Lq, Lk, B, E, Ev, heads, causal, mask form
     # and 23 rows (not 40, 40, 40, 8 at AVX-512) on more
     "rebalanced-blocks": (128, 150, 2, 48, 48, 3, True, "3d-batch-head"),
     "decode-heads-of-64": (2, 1500, 2, 128, 128, 2, False, "4d-padding"),
+    # 32 pairs, 2 key chunks: one group of 32 pairs on 1 thread, smaller
+    # groups on more (for more items per thread)
+    "decode-regrouped": (1, 600, 8, 256, 256, 4, False, "4d-padding"),
 }
 
 

@@ -10,6 +10,8 @@
 # Thread counts default to 1, then the core count halved down to 2 (16 cores:
 # 1 16 8 4 2).  PYTHON picks the interpreter (default python3);
 # BENCH_ARGS adds arguments to each bench (e.g. "--quick --shapes rnn-small").
+# SWEEP_BUDGET_S: start no bench after this many seconds less BENCH_EST_S
+# (default 90), so that a run under a time limit ends with whole JSON files.
 set -u -o pipefail
 OUT=${OUT:-bench-out/scaling}
 PYTHON=${PYTHON:-python3}
@@ -49,6 +51,10 @@ BMF_TEST_MAX_THREADS=$CORES "$PYTHON" -m pytest -q -p no:cacheprovider tests/tes
     -k "bitwise or default_threads" 2>&1 | tail -3 || echo "the bitwise tests FAILED"
 
 for t in $THREADS; do
+    if [ -n "${SWEEP_BUDGET_S:-}" ] && [ $((SECONDS + ${BENCH_EST_S:-90})) -gt "$SWEEP_BUDGET_S" ]; then
+        step "bench, $t threads: skipped, past the time budget"
+        continue
+    fi
     step "bench, $t threads"
     "$PYTHON" -m bigmodel_fast bench --threads "$t" --repeats 5 --json "$OUT/bench-t$t.json" \
         ${BENCH_ARGS:-} \
