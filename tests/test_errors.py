@@ -171,3 +171,16 @@ def test_good_arguments_pass(backend):
     rnn, attention = BACKENDS[backend]
     assert rnn(**good_rnn()).shape == (T, B, H)
     assert attention(**good_attention(), num_heads=2).shape == (Lq, B, Ev)
+
+
+@pytest.mark.parametrize("backend", list(BACKENDS))
+def test_numpy_scalars_pass_as_their_python_values(backend):
+    # The quick paths for plain ints and bools must not turn NumPy's away.
+    rnn, attention = BACKENDS[backend]
+    args = good_attention()
+    want = attention(**args, num_heads=2, causal=True, scale=0.5, num_threads=2)
+    got = attention(**args, num_heads=np.int64(2), causal=np.bool_(True), scale=np.float32(0.5),
+                    num_threads=np.int32(2))
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(rnn(**good_rnn(), num_threads=np.uint8(2)),
+                                  rnn(**good_rnn(), num_threads=2))
