@@ -480,14 +480,23 @@ def print_report(result, file=None):
 # ---------------------------------------------------------------- machine description
 
 def cpu_model():
+    """The CPU's name, with its family and model numbers where Linux gives them:
+    VMs often name every host "Intel(R) Xeon(R) Processor", and figures from
+    different hosts must not be compared as if from one."""
+    fields = {}
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
+                if not line.strip():
+                    break             # the first processor's block is enough
+                key, _, value = line.partition(":")
+                fields.setdefault(key.strip(), value.strip())
     except OSError:
         pass
-    return platform.processor() or platform.machine() or "unknown"
+    name = fields.get("model name") or platform.processor() or platform.machine() or "unknown"
+    if "cpu family" in fields and "model" in fields:
+        name += f" (family {fields['cpu family']}, model {fields['model']})"
+    return name
 
 
 def _cpus_usable():
