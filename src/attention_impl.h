@@ -5,7 +5,7 @@
  *  - Tiled (Lq >= BMF_ATT_TILED_MIN_Q): K is packed once per call into GEMM
  *    panels and V into contiguous zero-padded rows (in place one head's rows
  *    are B*E elements apart, a stride at which they share a few cache sets).
- *    Work item = (batch, head, block of up to BMF_ATT_BQ query rows, key chunk).
+ *    Work item = (batch, head, block of BMF_ATT_BQ query rows, key chunk).
  *    For each item the keys are streamed in tiles of BMF_ATT_BK: S = Q K^T
  *    and O += P V come from the shared GEMM tile.  Short queries with many
  *    (batch, head) pairs take whole pairs as items instead (bh_major): the
@@ -27,9 +27,11 @@
  * exactly the rows that attend it.  Key tiles that causality rules out end the
  * loop; tiles the mask removes entirely are skipped.  When there are too few
  * items to keep many threads busy, the keys are split into chunks whose
- * partial (max, sum, output) are merged in chunk order.  Chunking depends on
- * the shape only, never on the thread count, so results are bitwise
- * identical for every n_threads.
+ * partial (max, sum, output) are merged in chunk order.  Chunking and the
+ * query blocks depend on the shape only, never on the thread count, so
+ * results are bitwise identical for every n_threads.  (Whether whole pairs
+ * are the items, and the size of a key-major group of pairs, do depend on
+ * it; neither changes which tiles a row's arithmetic takes.)
  *
  * A row with no key left (all masked, causal above the diagonal, Lk = 0)
  * gives zeros; a NaN in a row's scores gives NaN in that row only.
@@ -44,7 +46,6 @@ typedef struct {
     int causal;
     REAL scale;
     REAL *out;
-    size_t bq;           /* query rows per block (the last may have fewer) */
     size_t n_qblocks, n_chunks, chunk_keys, rows_per_item, Dv_pad;
     int key_major;
     int bh_major;        /* tiled, one key chunk, many (batch, head): see att_body */
@@ -338,7 +339,8 @@ static void KFN(att_item)(const KFN(att_ctx) *c, size_t item, REAL *m, REAL *l,
     const size_t BK = BMF_ATT_BK, Dv_pad = c->Dv_pad;
     size_t chunk = item % c->n_chunks, rest = item / c->n_chunks;
     size_t qb = rest % c->n_qblocks, bh = rest / c->n_qblocks;
-    size_t i0 = qb * c->bq, nq = c->Lq - i0 < c->bq ? c->Lq - i0 : c->bq;
+    size_t i0 = qb * BMF_ATT_BQ;
+    size_t nq = c->Lq - i0 < BMF_ATT_BQ ? c->Lq - i0 : BMF_ATT_BQ;
     size_t k0, k1;
     KFN(att_chunk_keys)(c, chunk, i0 + nq, &k0, &k1);
     const REAL *mask_bh;
@@ -346,8 +348,8 @@ static void KFN(att_item)(const KFN(att_ctx) *c, size_t item, REAL *m, REAL *l,
     KFN(att_mask_bh)(c, bh, &mask_bh, &bool_bh);
 
     REAL *S = scratch;            /* BQ x BK scores, then P */
-    REAL *Qb = S + c->bq * BK; /* the block's Q rows, contiguous: in place they
-                                * may be 4 KiB apart and evict each other from L1 */
+    REAL *Qb = S + BMF_ATT_BQ * BK; /* the block's Q rows, contiguous: in place they
+                                     * may be 4 KiB apart and evict each other from L1 */
     for (size_t r = 0; r < nq; r++)
         memcpy(Qb + r * c->Dk, c->Q + (i0 + r) * c->ld_q + bh * c->Dk, c->Dk * sizeof(REAL));
     for (size_t r = 0; r < nq; r++) { m[r] = -(REAL)INFINITY; l[r] = 0; }
@@ -552,8 +554,8 @@ static void KFN(att_item_key_major)(const KFN(att_ctx) *c, size_t item, REAL *S)
 static void KFN(att_write_rows)(const KFN(att_ctx) *c, size_t bh, size_t qb,
                                 const REAL *l, const REAL *O)
 {
-    size_t b = bh / c->heads, h = bh % c->heads, i0 = qb * c->bq;
-    size_t nq = c->Lq - i0 < c->bq ? c->Lq - i0 : c->bq;
+    size_t b = bh / c->heads, h = bh % c->heads, i0 = qb * BMF_ATT_BQ;
+    size_t nq = c->Lq - i0 < BMF_ATT_BQ ? c->Lq - i0 : BMF_ATT_BQ;
     for (size_t r = 0; r < nq; r++) {
         REAL *dst = c->out + (i0 + r) * c->ld_v + b * c->heads * c->Dv + h * c->Dv;
         if (l[r] == 0) {
@@ -629,8 +631,8 @@ static void KFN(att_body)(void *arg, int tid, int nt)
     bmf_barrier(nt);
     /* Merge the chunks of each (batch, head, query block) in chunk order. */
     for (size_t blk; (blk = bmf_next_item(&c->next_merge)) < n_blocks;) {
-        size_t i0 = blk % c->n_qblocks * c->bq;
-        size_t nq = c->Lq - i0 < c->bq ? c->Lq - i0 : c->bq; /* rows the items set */
+        size_t i0 = blk % c->n_qblocks * BMF_ATT_BQ;
+        size_t nq = c->Lq - i0 < BMF_ATT_BQ ? c->Lq - i0 : BMF_ATT_BQ; /* rows the items set */
         REAL *M = scratch, *L = M + rows, *O = L + rows;
         for (size_t r = 0; r < nq; r++) { M[r] = -(REAL)INFINITY; L[r] = 0; }
         memset(O, 0, nq * c->Dv_pad * sizeof(REAL));
@@ -703,8 +705,7 @@ int KFN(attention)(size_t Lq, size_t Lk, size_t B, size_t heads, size_t Dk,
     c.scale = (REAL)scale; c.out = out;
     if (mask) memcpy(c.ms, mask_strides, sizeof c.ms);
     c.n_qblocks = (Lq + BMF_ATT_BQ - 1) / BMF_ATT_BQ;
-    c.bq = BMF_ATT_BQ;
-    c.rows_per_item = Lq < BMF_ATT_BQ ? Lq : BMF_ATT_BQ; /* buffers: the most rows a block has */
+    c.rows_per_item = Lq < BMF_ATT_BQ ? Lq : BMF_ATT_BQ;
     c.Dv_pad = (Dv + VL - 1) / VL * VL;
     c.key_major = Lq < BMF_ATT_TILED_MIN_Q;
     size_t n_bh = B * heads, n_blocks = n_bh * c.n_qblocks, n_items, tile;
@@ -728,22 +729,23 @@ int KFN(attention)(size_t Lq, size_t Lk, size_t B, size_t heads, size_t Dk,
     /* Threads only where each gets enough work to repay its start. */
     size_t macs = n_bh * Lq * (Lk ? Lk : 1) * (Dk + Dv);
     size_t useful = macs / BMF_ATT_MIN_MACS_PER_THREAD + 1;
-    int nt = bmf_threads_for(n_threads, useful < n_items ? useful : n_items);
-    if (c.key_major && nt > 1) {
+    int nt_work = bmf_threads_for(n_threads, useful); /* what the work repays */
+    if (c.key_major && nt_work > 1) {
         /* Few items per thread (decoding on many cores: attn-decode has 16
          * items): smaller groups of pairs give more.  The chunks stay as the
          * shape set them above, and a pair's result does not depend on its
-         * group, so the bits do not depend on nt through this choice. */
+         * group (the chunks' merge adds every O to +0, so not even the sign
+         * of a zero can differ), so the bits do not depend on nt here. */
         size_t d = Dk > Dv ? Dk : Dv;
         size_t min_group = BMF_ATT_MIN_SEGMENT_BYTES / sizeof(REAL) / (d ? d : 1);
-        while (c.n_groups * c.n_chunks < BMF_ATT_KM_ITEMS_PER_THREAD * (size_t)nt
+        while (c.n_groups * c.n_chunks < BMF_ATT_KM_ITEMS_PER_THREAD * (size_t)nt_work
                && c.group_bh / 2 >= (min_group ? min_group : 1)) {
             c.group_bh /= 2;
             c.n_groups = (n_bh + c.group_bh - 1) / c.group_bh;
         }
         n_items = c.n_groups * c.n_chunks;
-        nt = bmf_threads_for(n_threads, useful < n_items ? useful : n_items);
     }
+    int nt = bmf_threads_for(n_threads, useful < n_items ? useful : n_items);
     int use_partials = c.key_major || c.n_chunks > 1;
     /* Short queries and many (batch, head) pairs per thread: the thread that
      * packs a pair's K and V also uses them, from its own cache, and no
@@ -751,16 +753,6 @@ int KFN(attention)(size_t Lq, size_t Lk, size_t B, size_t heads, size_t Dk,
      * time).  With long queries the packing is a negligible share. */
     c.bh_major = !use_partials && Lq <= BMF_ATT_BH_MAJOR_MAX_Q
                  && n_bh >= BMF_ATT_BH_MAJOR_PER_THREAD * (size_t)nt;
-    /* With few blocks per thread, the largest block sets the time: the same
-     * number of blocks, as even as whole GEMM tiles allow (128 rows: 35, 35,
-     * 35, 23 instead of 40, 40, 40, 8).  Not for bh_major, where a thread
-     * runs all blocks of a pair anyway and the uneven ones measured faster.
-     * A row's result does not depend on its block, so the bits do not
-     * depend on nt through this choice. */
-    if (!c.key_major && !c.bh_major) {
-        size_t row_tiles = (Lq + BMF_MR - 1) / BMF_MR;
-        c.bq = (row_tiles + c.n_qblocks - 1) / c.n_qblocks * BMF_MR; /* <= BMF_ATT_BQ, same n_qblocks */
-    }
     c.n_ktiles = (Lk + BMF_ATT_BK - 1) / BMF_ATT_BK;
     c.Lk_pad = (Lk + VL - 1) / VL * VL; /* about the size of K, not of whole tiles */
     size_t scratch_bytes = (size_t)nt * c.scratch_bytes;

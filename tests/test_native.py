@@ -370,9 +370,7 @@ DETERMINISM_ATTENTION = {    # Lq, Lk, B, E, Ev, heads, causal, mask form
     "split-keys": (1, 3000, 1, 16, 16, 1, False, None),
     "split-masked": (3, 2600, 2, 16, 8, 2, True, "chunks"),
     "many-items": (70, 90, 4, 24, 12, 3, False, "3d-batch-head"),
-    # 6 pairs: whole pairs per item on 1 thread, query blocks of 35, 35, 35
-    # and 23 rows (not 40, 40, 40, 8 at AVX-512) on more
-    "rebalanced-blocks": (128, 150, 2, 48, 48, 3, True, "3d-batch-head"),
+    "pairs-then-blocks": (128, 150, 2, 48, 48, 3, True, "3d-batch-head"),  # items: pairs on 1 thread
     "decode-heads-of-64": (2, 1500, 2, 128, 128, 2, False, "4d-padding"),
     # 32 pairs, 2 key chunks: one group of 32 pairs on 1 thread, smaller
     # groups on more (for more items per thread)
@@ -400,6 +398,21 @@ def test_attention_bitwise_across_threads(isa, rng, case, dtype):
     first = bf.attention(Q, K, V, mask, num_threads=1, **kw)
     for n in OTHER_THREAD_COUNTS:
         assert_bitwise_equal(bf.attention(Q, K, V, mask, num_threads=n, **kw), first)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_attention_bitwise_across_threads_with_nan_in_v(isa, rng, dtype):
+    # A NaN in V sends a tile's P.V down a scalar path that skips removed keys,
+    # chosen per query block; with causal, which rows share a block decides it.
+    # Lq = 41 leaves a lone row in a GEMM tile of its own (two chains of
+    # additions, not one).  Whole pairs are the items on 1-2 threads, blocks on 3+.
+    Q, K, V = attention_inputs(rng, 41, 41, 1, 2048, 2048, dtype)
+    V[0, 0, 0] = np.nan
+    first = bf.attention(Q, K, V, num_heads=8, causal=True, num_threads=1)
+    nan = np.isnan(first)   # key 0 is seen by every row; only its NaN feature is NaN
+    assert nan[:, 0, 0].all() and nan.sum() == 41
+    for n in OTHER_THREAD_COUNTS:
+        assert_bitwise_equal(bf.attention(Q, K, V, num_heads=8, causal=True, num_threads=n), first)
 
 
 def test_default_threads_give_the_same_bits(rng):

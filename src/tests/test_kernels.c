@@ -330,8 +330,9 @@ int main(void)
         test_attention(45, 1100, 2, 1, 16, 16, 1, 1); /* tiled: two whole 512-key tiles and a part */
         test_attention(1, 700, 3, 3, 8, 12, 2, 0);
         test_attention(7, 64, 40, 3, 2, 3, 0, 1); /* key-major: group of 64 pairs, then 56 */
-        test_attention(128, 150, 2, 3, 16, 16, 1, 1); /* 1 thread: whole pairs; 2+: even blocks */
+        test_attention(128, 150, 2, 3, 16, 16, 1, 1); /* 1 thread: whole pairs as items; 2+: blocks */
         test_attention(1, 600, 8, 4, 64, 64, 0, 0); /* key-major: 1 group on 1 thread, more on 2+ */
+        test_attention(1, 500, 8, 4, 64, 64, 0, 0); /* key-major: 1 item on 1 thread, 2 groups on 2+ */
     }
     bmf_set_isa(bmf_cpu_isa());
     /* Packed K and V over 32 MiB: a work buffer allocated for the call and
