@@ -401,18 +401,29 @@ def test_attention_bitwise_across_threads(isa, rng, case, dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_attention_bitwise_across_threads_with_nan_in_v(isa, rng, dtype):
-    # A NaN in V sends a tile's P.V down a scalar path that skips removed keys,
-    # chosen per query block; with causal, which rows share a block decides it.
-    # Lq = 41 leaves a lone row in a GEMM tile of its own (two chains of
-    # additions, not one).  Whole pairs are the items on 1-2 threads, blocks on 3+.
-    Q, K, V = attention_inputs(rng, 41, 41, 1, 2048, 2048, dtype)
-    V[0, 0, 0] = np.nan
-    first = bf.attention(Q, K, V, num_heads=8, causal=True, num_threads=1)
+@pytest.mark.parametrize("case", ["tiled-causal", "decode-regrouped-masked"])
+def test_attention_bitwise_across_threads_with_nan_in_v(isa, rng, case, dtype):
+    # A NaN in V sends P.V down a path that skips removed keys, chosen per
+    # query block (tiled) or per group of pairs (decoding), so which rows or
+    # pairs share one must not change the bits.  tiled-causal: Lq = 41 leaves
+    # a lone row in a GEMM tile of its own (two chains of additions); whole
+    # pairs are the items on 1-2 threads, blocks on 3+.  decode: one group of
+    # 32 pairs on 1 thread, smaller groups on more; the mask removes keys.
+    if case == "tiled-causal":
+        Lq, Lk, B, E, heads, causal, mask = 41, 41, 1, 2048, 8, True, None
+    else:
+        Lq, Lk, B, E, heads, causal = 1, 600, 8, 256, 4, False
+        mask = rng.random((B, 1, 1, Lk)) > 0.2
+    Q, K, V = attention_inputs(rng, Lq, Lk, B, E, E, dtype)
+    V[0, 0, 0] = np.nan     # feature 0 of head 0 of batch row 0
+    if mask is not None:
+        mask[0, 0, 0, 0] = True
+    kw = dict(num_heads=heads, causal=causal)
+    first = bf.attention(Q, K, V, mask, num_threads=1, **kw)
     nan = np.isnan(first)   # key 0 is seen by every row; only its NaN feature is NaN
-    assert nan[:, 0, 0].all() and nan.sum() == 41
+    assert nan[:, 0, 0].all() and nan.sum() == Lq
     for n in OTHER_THREAD_COUNTS:
-        assert_bitwise_equal(bf.attention(Q, K, V, num_heads=8, causal=True, num_threads=n), first)
+        assert_bitwise_equal(bf.attention(Q, K, V, mask, num_threads=n, **kw), first)
 
 
 def test_default_threads_give_the_same_bits(rng):
