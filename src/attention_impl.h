@@ -31,7 +31,10 @@
  * query blocks depend on the shape only, never on the thread count, so
  * results are bitwise identical for every n_threads.  (Whether whole pairs
  * are the items, and the size of a key-major group of pairs, do depend on
- * it; neither changes which tiles a row's arithmetic takes.)
+ * it, and change no bit: a row takes the same tiles either way, and where a
+ * group's non-finite V makes all its pairs skip their removed keys, the
+ * others' sums differ at most in a zero's sign, which the chunks' merge
+ * clears.)
  *
  * A row with no key left (all masked, causal above the diagonal, Lk = 0)
  * gives zeros; a NaN in a row's scores gives NaN in that row only.
