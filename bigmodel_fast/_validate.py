@@ -40,7 +40,8 @@ _FLOAT32, _FLOAT64 = np.dtype(np.float32), np.dtype(np.float64)
 
 def _kernel_ready(arr, dtype):
     """arr is C-contiguous, aligned (the C kernels read it through typed
-    pointers) and of dtype: the kernels take it as it is."""
+    pointers) and of dtype: the kernels take it as it is.  _ready_dtype makes
+    the same test inline, for speed; change both together."""
     flags = arr.flags
     return arr.dtype is dtype and flags.c_contiguous and flags.aligned
 

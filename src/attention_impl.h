@@ -736,9 +736,7 @@ int KFN(attention)(size_t Lq, size_t Lk, size_t B, size_t heads, size_t Dk,
     if (c.key_major && nt_work > 1) {
         /* Few items per thread (decoding on many cores: attn-decode has 16
          * items): smaller groups of pairs give more.  The chunks stay as the
-         * shape set them above, and a pair's result does not depend on its
-         * group (the chunks' merge adds every O to +0, so not even the sign
-         * of a zero can differ), so the bits do not depend on nt here. */
+         * shape set them above; why the group changes no bit: the header. */
         size_t d = Dk > Dv ? Dk : Dv;
         size_t min_group = BMF_ATT_MIN_SEGMENT_BYTES / sizeof(REAL) / (d ? d : 1);
         while (c.n_groups * c.n_chunks < BMF_ATT_KM_ITEMS_PER_THREAD * (size_t)nt_work
