@@ -17,6 +17,8 @@
  *    thread's slice is claimed before it is run, so each runs exactly once,
  *    with the same tiles whoever runs it (the same bits).
  * The thread count is cut to what the work per step repays.
+ * 3. A lone sequence with few hidden units (rnn_lone) runs its steps on one
+ *    thread after the same projection, each sum in four chains.
  */
 
 typedef struct {
@@ -130,6 +132,64 @@ static void KFN(rnn_recurrence_body)(void *arg, int tid, int nt)
     }
 }
 
+/* A lone sequence (B == 1) with few hidden units: one thread (the step
+ * cannot repay a second), and its step's product is short enough that the
+ * latency of its FMA chains, not their number, sets its time.  So each
+ * element's sum is taken in four chains (k mod 4) instead of the one-row
+ * tile's two.  Chosen by the shape alone, like every path. */
+#define BMF_RNN_LONE_MAX_PANELS 4 /* 4 chains x 4 panels = 16 accumulators */
+
+BMF_ALWAYS_INLINE void KFN(rnn_lone_steps)(const int nv, const KFN(rnn_ctx) *c)
+{
+    size_t T = c->T, H = c->H, ks = (size_t)nv * VL;
+    const REAL *Whp = c->Wh_packed;
+    size_t left[BMF_RNN_LONE_MAX_PANELS];
+    for (int v = 0; v < nv; v++) left[v] = H > (size_t)v * VL ? H - (size_t)v * VL : 0;
+    for (size_t t = 0; t < T; t++) {
+        const REAL *h_prev = t == 0 ? c->h0 : c->out + (t - 1) * H;
+        REAL *h = c->out + t * H; /* holds the projection */
+        VEC s0[BMF_RNN_LONE_MAX_PANELS], s1[BMF_RNN_LONE_MAX_PANELS], s2[BMF_RNN_LONE_MAX_PANELS],
+            s3[BMF_RNN_LONE_MAX_PANELS];
+        for (int v = 0; v < nv; v++) {
+            s0[v] = V(load_partial)(h + (size_t)v * VL, left[v]);
+            s1[v] = s2[v] = s3[v] = V(set1)(0);
+        }
+#define BMF_LONE_FMAS(chain, kk)                                                \
+    do {                                                                        \
+        VEC a_ = V(set1)(h_prev[kk]);                                           \
+        for (int v = 0; v < nv; v++)                                            \
+            chain[v] = V(fma)(a_, V(load)(Whp + (kk) * ks + (size_t)v * VL), chain[v]); \
+    } while (0)
+        size_t k = 0;
+        for (; k + 3 < H; k += 4) {
+            BMF_LONE_FMAS(s0, k);
+            BMF_LONE_FMAS(s1, k + 1);
+            BMF_LONE_FMAS(s2, k + 2);
+            BMF_LONE_FMAS(s3, k + 3);
+        }
+        if (k < H) BMF_LONE_FMAS(s0, k);
+        if (k + 1 < H) BMF_LONE_FMAS(s1, k + 1);
+        if (k + 2 < H) BMF_LONE_FMAS(s2, k + 2);
+#undef BMF_LONE_FMAS
+        for (int v = 0; v < nv; v++)
+            V(store_partial)(h + (size_t)v * VL, V(tanh)((s0[v] + s1[v]) + (s2[v] + s3[v])), left[v]);
+    }
+}
+
+/* The lone sequence's steps, after the projection. */
+static void KFN(rnn_lone)(KFN(rnn_ctx) *c)
+{
+    size_t np = c->n_panels;
+    KFN(pack_panels)(c->Wh, c->H, c->H, c->H, 0, np, np, 1, c->Wh_packed);
+    switch (np) {
+#define BMF_LONE(NV_)                                                         \
+    case NV_: KFN(rnn_lone_steps)(NV_, c); break;
+        BMF_LONE(1) BMF_LONE(2) BMF_LONE(3) BMF_LONE(4)
+#undef BMF_LONE
+    default: abort();
+    }
+}
+
 /* Below this many multiply-adds per thread and step, syncing every step
  * costs more than the second thread saves. */
 #define BMF_RNN_MIN_MACS_PER_THREAD 16384
@@ -161,7 +221,10 @@ int KFN(rnn)(size_t T, size_t B, size_t I, size_t H, const REAL *x,
     memset(c.progress, 0, progress_bytes);
     c.claims = c.progress + nt;
     bmf_parallel(nt_proj, KFN(rnn_projection_body), &c);
-    bmf_parallel(nt, KFN(rnn_recurrence_body), &c);
+    if (B == 1 && step_work == 1 && n_panels <= BMF_RNN_LONE_MAX_PANELS)
+        KFN(rnn_lone)(&c); /* by the shape alone: one thread at any n_threads */
+    else
+        bmf_parallel(nt, KFN(rnn_recurrence_body), &c);
     bmf_workspace_release(ws);
     return 0;
 }

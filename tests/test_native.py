@@ -39,6 +39,9 @@ RNN_CASES = {                        # T, B, I, H
     "B16-H257": (3, 16, 4, 257),     # AVX-512: tall tiles, K in slices, a partial panel
     "B32-H300": (2, 32, 3, 300),
     "long-T": (60, 2, 3, 24),
+    "B1-H64": (40, 1, 64, 64),       # rnn_lone (few units, B = 1): 4 chains a sum
+    "B1-H31-I70": (9, 1, 70, 31),    # rnn_lone: a partial panel, H % 4 == 3, I > H
+    "B1-H65": (5, 1, 9, 65),         # just past rnn_lone on AVX-512 float32
 }
 
 
@@ -364,7 +367,7 @@ def test_attention_zero_sizes(isa, rng, shape, dtype):
 # ---------------------------------------------------------------- determinism
 
 DETERMINISM_RNN = {"H257": (6, 4, 20, 257), "B64": (3, 64, 8, 70),
-                   "B21-H300": (3, 21, 5, 300)}
+                   "B21-H300": (3, 21, 5, 300), "B1-H64": (30, 1, 64, 64)}
 DETERMINISM_ATTENTION = {    # Lq, Lk, B, E, Ev, heads, causal, mask form
     "tiles": (200, TILED_LK, 2, 32, 32, 2, True, "tiles"),
     "split-keys": (1, 3000, 1, 16, 16, 1, False, None),

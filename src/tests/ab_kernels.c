@@ -136,7 +136,7 @@ int main(int argc, char **argv)
         qsort(ti, (size_t)reps, sizeof *ti, by_value);
         double median = ti[reps / 2]; /* the upper middle one for even reps */
         if (i == 0) first = median;
-        printf("%-40s median %9.3f ms  best %9.3f ms  ratio %.3f%s\n", argv[5 + i], median * 1e3,
+        printf("%-40s median %10.4f ms  best %10.4f ms  ratio %.3f%s\n", argv[5 + i], median * 1e3,
                ti[0] * 1e3, median / first, same_bits[i] ? "" : "  (result bits differ from the first)");
     }
     return 0;

@@ -318,6 +318,9 @@ int main(void)
         test_rnn(2, 37, 3, 40);  /* tall tiles, then 5-row tiles */
         test_rnn(3, 21, 5, 300); /* tall tiles, then 5 rows: pytest's case that gcc 13 failed */
         test_rnn(0, 2, 3, 4);
+        test_rnn(9, 1, 70, 50);  /* a lone sequence, few units (rnn_lone): 4 panels, I > H */
+        test_rnn(7, 1, 3, 31);   /* rnn_lone: H not a multiple of 4 chains or of VL */
+        test_rnn(6, 1, 7, 13);   /* rnn_lone at every level (baseline float32: 4 panels) */
         test_attention(7, 9, 2, 1, 5, 3, 0, 0);
         test_attention(40, 300, 2, 2, 16, 24, 1, 0);
         test_attention(33, 20, 1, 5, 8, 8, 0, 1);
