@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <time.h>
 
-static double now(void)
+static inline double now(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -17,7 +17,7 @@ typedef int (*rnn_fn)(size_t, size_t, size_t, size_t, const float *, const float
                       const float *, const float *, const float *, float *, int);
 
 /* n floats uniform in [-s, s]; exits when memory runs out. */
-static float *rnd(size_t n, float s)
+static inline float *rnd(size_t n, float s)
 {
     float *a = malloc((n ? n : 1) * sizeof *a);
     if (!a) exit(1);
