@@ -169,6 +169,11 @@ def max_abs_error(result, expected):
 # torch's sample follows the reference's (without torch, native's does).  At
 # 0.1 s this inflated the ratios to torch (README, Performance).
 DEFAULT_SETTLE = 0.2
+# After that pause, calls for this long (at least one) before the timed ones:
+# on this VM the first calls after a pause run cold, torch's most (its RNN at
+# rnn-batch16-quick: 13-37 ms for its first 2-3 calls after NumPy's and ours,
+# then 2.3-2.6 ms), and a sample of a few slow calls was mostly that.
+WARMUP_AFTER_SETTLE = 0.1
 
 
 def time_interleaved(calls, repeats, sample_time, settle=DEFAULT_SETTLE):
@@ -179,7 +184,8 @@ def time_interleaved(calls, repeats, sample_time, settle=DEFAULT_SETTLE):
     calls make a sample of at least `sample_time` seconds, so that short calls
     are batched and the timer's resolution and one-off stalls do not dominate.
     Then `repeats` rounds: in each, one sample of every callable in turn,
-    each after a pause of `settle` seconds.
+    each after a pause of `settle` seconds and then, untimed, calls for
+    WARMUP_AFTER_SETTLE seconds (none when settle is 0).
     Returns (samples, calls per sample).
     """
     number = {}
@@ -203,6 +209,10 @@ def time_interleaved(calls, repeats, sample_time, settle=DEFAULT_SETTLE):
                 n = number[name]
                 if settle:
                     time.sleep(settle)
+                    warm_until = time.perf_counter() + WARMUP_AFTER_SETTLE
+                    fn()
+                    while time.perf_counter() < warm_until:
+                        fn()
                 start = time.perf_counter()
                 for _ in range(n):
                     fn()
