@@ -170,9 +170,10 @@ def max_abs_error(result, expected):
 # 0.1 s this inflated the ratios to torch (README, Performance).
 DEFAULT_SETTLE = 0.2
 # After that pause, calls for this long (at least one) before the timed ones:
-# on this VM the first calls after a pause run cold, torch's most (its RNN at
-# rnn-batch16-quick: 13-37 ms for its first 2-3 calls after NumPy's and ours,
-# then 2.3-2.6 ms), and a sample of a few slow calls was mostly that.
+# on this VM the first calls after a pause run slow, torch's most (its RNN at
+# rnn-batch16-quick after NumPy's and ours: 16-38 ms for its first call,
+# 12-34 for its second, 2.0-3.1 by its fourth), and a sample of a few slow
+# calls was mostly that (README, Performance).
 WARMUP_AFTER_SETTLE = 0.1
 
 
