@@ -15,6 +15,7 @@
  * as att64 / rnn64.
  * A library whose first result differs in any bit from the first library's
  * is marked so (a change meant to keep the bits can be checked that way).
+ * AB_ISA=0|1|2 in the environment caps the ISA level (baseline, AVX2, AVX-512).
  * AB_SPINNER=seconds in the environment: each call is made while another
  * thread busy-waits that long, started just before it, as NumPy's OpenBLAS
  * threads do for 2^28 cycles after each call (0.13 s at 2.1 GHz). */
@@ -87,6 +88,10 @@ int main(int argc, char **argv)
         if (!fn[i]) {
             fprintf(stderr, "%s: %s\n", argv[5 + i], dlerror());
             return 1;
+        }
+        if (getenv("AB_ISA")) { /* cap every library's ISA level: 0 baseline, 1 AVX2, 2 AVX-512 */
+            int (*set_isa)(int) = (int (*)(int))dlsym(lib, "bmf_set_isa");
+            if (set_isa) set_isa(atoi(getenv("AB_ISA")));
         }
     }
     void *a, *b, *c, *w1 = NULL, *w2 = NULL, *bias = NULL, *out;
