@@ -44,7 +44,8 @@ def build_parser():
     bench.add_argument("--settle", type=float, metavar="SECONDS",
                        help="pause before each timed sample, so that other libraries' "
                             "worker threads (OpenBLAS spins 2**28 cycles, 0.13 s at 2.1 GHz, "
-                            "after a call) are idle (default 0.2)")
+                            "after a call) are idle, then 0.1 s of untimed calls, as the "
+                            "first after a pause run slow; 0 for neither (default 0.2)")
     bench.add_argument("--no-torch", action="store_true", help="skip torch even when installed")
     bench.add_argument("--json", metavar="PATH",
                        help="write every row and the machine's description as JSON")

@@ -735,7 +735,7 @@ def bench_command(args, argv):
     sample_time = (args.sample_time if args.sample_time is not None
                    else (0.02 if args.quick else 0.05))
     settings = {"quick": args.quick, "repeats": repeats, "sample_time": sample_time,
-                "settle": settle,
+                "settle": settle, "warmup_after_settle": WARMUP_AFTER_SETTLE if settle else 0,
                 "threads": threads_list, "shapes": [s.name for s in shapes]}
     start = time.perf_counter()
     result = run_benchmark(shapes, threads_list, repeats, sample_time, use_torch=not args.no_torch,
