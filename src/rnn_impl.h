@@ -136,11 +136,11 @@ static void KFN(rnn_recurrence_body)(void *arg, int tid, int nt)
  * cannot repay a second), and its step's product is short enough that the
  * latency of its FMA chains, not their number, sets its time.  So each
  * element's sum is taken in four chains (k mod 4) instead of the one-row
- * tile's two.  Chosen by the shape alone, like every path. */
-/* 4 chains x 4 panels = 16 accumulators: registers on AVX-512; on AVX2 and
- * the baseline (16 registers) two spill, and the path still pays there
- * (ab_kernels with AB_ISA: 0.77x of the time at H = 32 on AVX2, 0.82x at
- * H = 16 on the baseline). */
+ * tile's two.  Chosen by the shape alone, like every path.  4 chains x 4
+ * panels = 16 accumulators: registers on AVX-512; on AVX2 and the baseline
+ * (16 registers) two spill, and the path still pays there (ab_kernels with
+ * AB_ISA: 0.77x of the time at H = 32 on AVX2, 0.82x at H = 16 on the
+ * baseline). */
 #define BMF_RNN_LONE_MAX_PANELS 4
 
 BMF_ALWAYS_INLINE void KFN(rnn_lone_steps)(const int nv, const KFN(rnn_ctx) *c)
