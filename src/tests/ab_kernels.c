@@ -58,12 +58,6 @@ static void *busy_wait(void *seconds)
     return NULL;
 }
 
-static int by_value(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 int main(int argc, char **argv)
 {
     if (argc < 6 || argc - 5 > MAX_LIBS) {

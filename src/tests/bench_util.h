@@ -1,5 +1,5 @@
-/* The clock and random inputs of the C benchmarks (bench_kernels, ab_kernels,
- * concurrent_calls). */
+/* The clock, random inputs and sort order of the C benchmarks (bench_kernels, ab_kernels,
+ * concurrent_calls, read_bandwidth). */
 #ifndef BMF_BENCH_UTIL_H
 #define BMF_BENCH_UTIL_H
 #include <stdlib.h>
@@ -15,6 +15,13 @@ static inline double now(void)
 /* bmf_rnn_f32, as found with dlsym in a build loaded at run time. */
 typedef int (*rnn_fn)(size_t, size_t, size_t, size_t, const float *, const float *,
                       const float *, const float *, const float *, float *, int);
+
+/* qsort's order for doubles (times), for medians. */
+static inline int by_value(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
 
 /* n floats uniform in [-s, s]; exits when memory runs out. */
 static inline float *rnd(size_t n, float s)
