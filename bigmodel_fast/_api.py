@@ -44,7 +44,7 @@ def rnn(x, h0, Wx, Wh, b, *, num_threads=None, out=None):
     call = prepare_rnn(x, h0, Wx, Wh, b, num_threads, out)
     if _backend.native is None:
         return call.run(reference.rnn_kernel)
-    return call.run(_native_rnn)
+    return call.run(_native_rnn, _backend.native.empty_aligned)
 
 
 def attention(Q, K, V, mask=None, *, num_heads=1, causal=False, scale=None,
@@ -74,4 +74,4 @@ def attention(Q, K, V, mask=None, *, num_heads=1, causal=False, scale=None,
     call = prepare_attention(Q, K, V, mask, num_heads, causal, scale, num_threads, out)
     if _backend.native is None:
         return call.run(reference.attention_kernel)
-    return call.run(_native_attention)
+    return call.run(_native_attention, _backend.native.empty_aligned)

@@ -9,6 +9,8 @@ cimport numpy as cnp
 
 cnp.import_array()
 
+from numpy import float32
+
 cdef extern from "bigmodel_fast.h" nogil:
     int BMF_ERR_NOMEM
     int bmf_cpu_isa() noexcept
@@ -68,6 +70,31 @@ def build_info():
 
 cdef inline void *data(cnp.ndarray a):
     return cnp.PyArray_DATA(a)
+
+
+def empty_aligned(tuple shape, dtype):
+    """numpy.empty(shape, dtype) (float32 or float64) whose data starts on a
+    64-byte boundary.
+
+    The RNN's threads then own whole cache lines of the output, which lets
+    each one sum its steps in segments (src/rnn_impl.h); NumPy's large
+    arrays start 16 or 32 bytes past a line.
+    """
+    cdef int typenum = cnp.NPY_FLOAT32 if dtype == float32 else cnp.NPY_FLOAT64
+    cdef int ndim = len(shape), i
+    cdef cnp.npy_intp dims[8]
+    cdef cnp.npy_intp size = 64
+    if ndim > 8:
+        raise ValueError("empty_aligned: at most 8 dimensions")
+    for i in range(ndim):
+        dims[i] = shape[i]
+    size += (4 if typenum == cnp.NPY_FLOAT32 else 8) * cnp.PyArray_MultiplyList(dims, ndim)
+    cdef cnp.ndarray buf = cnp.PyArray_EMPTY(1, &size, cnp.NPY_UINT8, 0)
+    cdef char *start = <char *>cnp.PyArray_DATA(buf)
+    start += (64 - <size_t>start % 64) % 64
+    cdef cnp.ndarray arr = cnp.PyArray_SimpleNewFromData(ndim, dims, typenum, start)
+    cnp.set_array_base(arr, buf)
+    return arr
 
 
 cdef check(int rc):

@@ -143,13 +143,14 @@ class Prepared:
         self.num_threads = num_threads    # None (the default) or an int >= 1
         self.heads, self.causal, self.scale = heads, causal, scale   # attention only
 
-    def run(self, kernel):
-        """kernel(self, dest) fills dest (C-contiguous, compute dtype)."""
+    def run(self, kernel, empty=np.empty):
+        """kernel(self, dest) fills dest (C-contiguous, compute dtype; a new
+        one from empty(shape, dtype) unless out can be written directly)."""
         out = self.user_out
         direct = (out is not None and out.dtype == self.compute_dtype and out.flags.aligned
                   and not any(np.may_share_memory(out, a) for a in self.inputs.values()
                               if a is not None))
-        dest = out if direct else np.empty(self.shape, self.compute_dtype)
+        dest = out if direct else empty(self.shape, self.compute_dtype)
         if dest.size:
             kernel(self, dest)
         if direct:

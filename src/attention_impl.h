@@ -366,7 +366,7 @@ static void KFN(att_item)(const KFN(att_ctx) *c, size_t item, REAL *m, REAL *l,
         const REAL *Kp = c->K_packed + (bh * c->Lk_pad + j0) * c->Dk;
         size_t tile_keys = c->Lk - j0 < BK ? c->Lk - j0 : BK; /* as packed */
         KFN(gemm_block)(0, nq, 0, nk_panels, (tile_keys + VL - 1) / VL, BMF_NV,
-                        c->Dk, Qb, c->Dk, Kp, 0, S, BK, nk_panels * VL, BMF_INIT_ZERO, NULL, 0, 0);
+                        c->Dk, 0, c->Dk, Qb, c->Dk, Kp, 0, S, BK, nk_panels * VL, BMF_INIT_ZERO, NULL, 0, 0);
         const REAL *Vt = c->V_packed + (bh * c->Lk + j0) * Dv_pad;
         int v_finite = c->v_tile_finite[bh * c->n_ktiles + j0 / BK]
                        || !KFN(att_tile_may_remove)(c, mask_bh || bool_bh, i0, j0, nk);
@@ -386,7 +386,7 @@ static void KFN(att_item)(const KFN(att_ctx) *c, size_t item, REAL *m, REAL *l,
                 }
         } else {
             size_t dv_panels = Dv_pad / VL;
-            KFN(gemm_block)(0, nq, 0, dv_panels, dv_panels, KFN(gemm_group)(nq), nk, S, BK, Vt,
+            KFN(gemm_block)(0, nq, 0, dv_panels, dv_panels, KFN(gemm_group)(nq), nk, 0, nk, S, BK, Vt,
                             Dv_pad, O, Dv_pad, Dv_pad, BMF_INIT_C, NULL, 0, 0);
         }
     }

@@ -113,9 +113,13 @@ static inline size_t KFN(gemm_group)(size_t M) { return M == 1 ? BMF_NV1 : BMF_N
  * alternate it, so that each step starts on the rows of B the last one read
  * last, still in L1 (the rest streams from L2).  That holds while a thread's
  * panels form one group (up to BMF_NV1: e.g. rnn-long's 8 per thread on 2
- * threads); groups themselves are always taken in order. */
+ * threads); groups themselves are always taken in order.
+ * Only k in [kb, ke) of the K-long sum is taken: from kb > 0 on, each
+ * element starts from the partial sum an earlier call left in C, and tanh
+ * waits for ke == K.  A tile of several rows (one chain per element) then
+ * gives the bits of one pass; a one-row tile (two chains) must take [0, K). */
 static void KFN(gemm_block)(size_t m0, size_t m1, size_t p0, size_t p1,
-                            size_t packed_p1, size_t group, size_t K,
+                            size_t packed_p1, size_t group, size_t K, size_t kb, size_t ke,
                             const REAL *A, size_t lda,
                             const REAL *Bp, size_t b_ld, REAL *C, size_t ldc,
                             size_t n_cols, int init, const REAL *bias,
@@ -132,15 +136,16 @@ static void KFN(gemm_block)(size_t m0, size_t m1, size_t p0, size_t p1,
             for (size_t v0 = 0; v0 < width; v0 += step) {
                 int nv = (int)(width - v0 < step ? width - v0 : step);
                 size_t col = (g + v0) * VL;
-                const REAL *a = A + i * lda;
-                const REAL *b = bg + v0 * VL;
+                const REAL *a = A + i * lda + kb;
+                const REAL *b = bg + v0 * VL + kb * kstride;
                 REAL *c = C + i * ldc + col;
                 size_t n_valid = n_cols > col ? n_cols - col : 0;
                 const REAL *bs = bias ? bias + col : NULL;
 #define BMF_TILE(MR_, NV_)                                                    \
     case (MR_) * 16 + (NV_):                                                  \
-        KFN(gemm_tile)((MR_), (NV_), K, a, lda, b, kstride, c, ldc, n_valid,  \
-                       init, bs, apply_tanh, k_down);                         \
+        KFN(gemm_tile)((MR_), (NV_), ke - kb, a, lda, b, kstride, c, ldc,     \
+                       n_valid, kb ? BMF_INIT_C : init, bs, ke == K && apply_tanh, \
+                       k_down);                                               \
         break;
                 switch (mr * 16 + nv) {
                     BMF_TILE(1, 1) BMF_TILE(1, 2) BMF_TILE(1, 3) BMF_TILE(1, 4)
@@ -257,13 +262,14 @@ __attribute__((noinline)) static void KFN(gemm_tile_tall)(
 
 /* gemm_block's product for the rows [m0, m0 + 16 j) in tall tiles (the
  * arguments as gemm_block's, B packed; k_down does not apply); returns the
- * first row it left, for gemm_block.  K is taken in slices whose packed A
+ * first row it left, for gemm_block; k in [kb, ke) as there.  K is taken
+ * in slices whose packed A
  * (16 KiB) stays in L1 beside the B panel it meets; between slices the
  * partial sums wait in C, exactly, so each element's chain is the same as in
  * one pass.  Flattened so that pack_panels is inlined here: called, it made
  * rnn-batch16 1.02-1.05x slower (gemm_tile_tall stays a call: noinline). */
 __attribute__((flatten)) static size_t KFN(gemm_block_tall)(size_t m0, size_t m1, size_t p0, size_t p1,
-                                   size_t packed_p1, size_t group, size_t K,
+                                   size_t packed_p1, size_t group, size_t K, size_t kb, size_t ke,
                                    const REAL *A, size_t lda, const REAL *Bp, REAL *C,
                                    size_t ldc, size_t n_cols, int init, const REAL *bias,
                                    int apply_tanh)
@@ -272,8 +278,8 @@ __attribute__((flatten)) static size_t KFN(gemm_block_tall)(size_t m0, size_t m1
     REAL Ap[KC * BMF_MR_TALL] __attribute__((aligned(64)));
     size_t i = m0;
     for (; i + BMF_MR_TALL <= m1; i += BMF_MR_TALL)
-        for (size_t k0 = 0; k0 == 0 || k0 < K; k0 += KC) {
-            size_t kc = K - k0 < KC ? K - k0 : KC;
+        for (size_t k0 = kb; k0 == 0 || k0 < ke; k0 += KC) {
+            size_t kc = ke - k0 < KC ? ke - k0 : KC;
             /* the 16 rows' slice as ONE group of 16 / VL panels: Ap[k * 16 + r] */
             KFN(pack_panels)(A + i * lda + k0, lda, BMF_MR_TALL, kc, 0, BMF_MR_TALL / VL,
                              BMF_MR_TALL / VL, 1, Ap);

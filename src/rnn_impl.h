@@ -12,6 +12,9 @@
  *    Before it reads the other threads' units of out[t-1] it waits for their
  *    progress counters.  No barrier is needed: out[t] is a fresh row at every
  *    step, so nothing is overwritten that another thread may still read.
+ *    With tiles of several rows (B > 1), a step's sums run over k in
+ *    segments, one per thread's units, in order: a thread sums its own
+ *    segment before it waits for the later ones (rnn_recurrence_body).
  *    A thread that waits too long for another (whose core another process or
  *    pool has taken) takes over every thread's remaining steps; a step of a
  *    thread's slice is claimed before it is run, so each runs exactly once,
@@ -28,6 +31,7 @@ typedef struct {
     bmf_progress *progress; /* per thread's slice: steps finished */
     bmf_progress *claims;   /* per thread's slice: steps claimed */
     int soloist;            /* the thread that took over all slices, or -1 */
+    int segmented;          /* steps summed in segments (rnn_recurrence_body) */
     size_t next_rows;       /* projection: the next chunk of rows to hand out */
 } KFN(rnn_ctx);
 
@@ -50,27 +54,68 @@ static void KFN(rnn_projection_body)(void *arg, int tid, int nt)
     size_t chunk = BMF_RNN_PROJECTION_TILES * BMF_MR, n_chunks = (rows + chunk - 1) / chunk;
     for (size_t i; (i = bmf_next_item(&c->next_rows)) < n_chunks;) {
         size_t m0 = i * chunk, m1 = m0 + chunk < rows ? m0 + chunk : rows;
-        KFN(gemm_block)(m0, m1, 0, c->n_panels, c->n_panels, group, c->I, c->x, c->I,
+        KFN(gemm_block)(m0, m1, 0, c->n_panels, c->n_panels, group, c->I, 0, c->I, c->x, c->I,
                         c->Wx_packed, 0, c->out, c->H, c->H, BMF_INIT_BIAS, c->b, 0, 0);
     }
 }
 
-/* Step t of thread `owner`'s slice, its panels [p0, p1) of hidden units
- * (step 0 packs their rows of Wh first); the caller has claimed it. */
-BMF_ALWAYS_INLINE void KFN(rnn_run_slice)(KFN(rnn_ctx) *c, int owner, size_t p0, size_t p1, size_t t)
+/* The step's rows in tiles of more than one row, [0, multi): each of their
+ * elements is ONE chain over k (gemm_impl.h), so it can be summed in
+ * segments of k, its partial sum waiting in out[t] (the same bits as in one
+ * pass).  A lone last row [multi, B), a one-row tile of two chains, is
+ * summed whole. */
+static size_t KFN(rnn_multi_rows)(size_t B)
+{
+    size_t tall = 0;
+#if BMF_MR_TALL
+    if (KFN(gemm_tall_pays)(B)) tall = B / BMF_MR_TALL * BMF_MR_TALL;
+#endif
+    return (B - tall) % BMF_MR == 1 ? B - 1 : B;
+}
+
+/* Rows [r0, r1) of step t for the panels [p0, p1) of hidden units, summed
+ * over k in [kb, ke) (tanh once ke == H). */
+BMF_ALWAYS_INLINE void KFN(rnn_rows)(KFN(rnn_ctx) *c, size_t r0, size_t r1, size_t p0, size_t p1,
+                                     size_t t, size_t kb, size_t ke)
 {
     size_t H = c->H, step = c->B * c->H, group = KFN(gemm_group)(c->B);
-    if (p0 < p1) {
-        if (t == 0) KFN(pack_panels)(c->Wh, H, H, H, p0, p1, group, 1, c->Wh_packed);
-        const REAL *h_prev = t == 0 ? c->h0 : c->out + (t - 1) * step;
-        size_t m0 = 0; /* the rows before m0 in tall tiles, if they pay for this batch */
+    if (r0 >= r1 || p0 >= p1) return;
+    const REAL *h_prev = t == 0 ? c->h0 : c->out + (t - 1) * step;
+    REAL *h = c->out + t * step;
+    size_t m0 = r0; /* the rows before m0 in tall tiles, if they pay for this batch */
 #if BMF_MR_TALL
-        if (KFN(gemm_tall_pays)(c->B))
-            m0 = KFN(gemm_block_tall)(0, c->B, p0, p1, p1, group, H, h_prev, H, c->Wh_packed,
-                                      c->out + t * step, H, H, BMF_INIT_C, NULL, 1);
+    if (r0 == 0 && KFN(gemm_tall_pays)(c->B))
+        m0 = KFN(gemm_block_tall)(0, r1, p0, p1, p1, group, H, kb, ke, h_prev, H, c->Wh_packed, h,
+                                  H, H, BMF_INIT_C, NULL, 1);
 #endif
-        KFN(gemm_block)(m0, c->B, p0, p1, p1, group, H, h_prev, H, c->Wh_packed, 0,
-                        c->out + t * step, H, H, BMF_INIT_C, NULL, 1, (int)(t & 1));
+    KFN(gemm_block)(m0, r1, p0, p1, p1, group, H, kb, ke, h_prev, H, c->Wh_packed, 0, h, H, H,
+                    BMF_INIT_C, NULL, 1, (int)(t & 1));
+}
+
+/* The k segments of a step: segment i is thread i's slice of units. */
+static inline void KFN(rnn_segment)(const KFN(rnn_ctx) *c, int i, int nt, size_t *kb, size_t *ke)
+{
+    size_t q0, q1;
+    bmf_split_range(c->n_panels, i, nt, &q0, &q1);
+    *kb = q0 * VL;
+    *ke = q1 * VL < c->H ? q1 * VL : c->H;
+}
+
+/* The rest of step t of thread `owner`'s slice, panels [p0, p1), whose
+ * multi-row sums hold k < kb, then publishes it (the caller claimed it and
+ * every thread's step t-1 is done).  Step 0 packs the slice's rows of Wh
+ * first. */
+static void KFN(rnn_finish_slice)(KFN(rnn_ctx) *c, int owner, size_t p0, size_t p1, size_t t,
+                                  size_t kb)
+{
+    size_t multi = KFN(rnn_multi_rows)(c->B);
+    if (t == 0 && p0 < p1)
+        KFN(pack_panels)(c->Wh, c->H, c->H, c->H, p0, p1, KFN(gemm_group)(c->B), 1, c->Wh_packed);
+    if (kb == 0) /* the whole sum (a call of its own: the constant kb is folded in) */
+        KFN(rnn_rows)(c, 0, c->B, p0, p1, t, 0, c->H);
+    else {
+        KFN(rnn_rows)(c, 0, multi, p0, p1, t, kb, c->H);
+        KFN(rnn_rows)(c, multi, c->B, p0, p1, t, 0, c->H);
     }
     bmf_progress_publish(&c->progress[owner], t + 1);
 }
@@ -78,57 +123,99 @@ BMF_ALWAYS_INLINE void KFN(rnn_run_slice)(KFN(rnn_ctx) *c, int owner, size_t p0,
 /* Thread tid waited too long at step t: unless another thread already did,
  * it takes over, running from step t-1 on every (slice, step) still
  * unclaimed and waiting for the ones whose owner (not yet retired) claimed
- * them first. */
-static void KFN(rnn_take_over)(KFN(rnn_ctx) *c, int tid, int nt, size_t t)
+ * them first.  kb_done > 0: tid had claimed its step t and summed its
+ * multi-row tiles over k < kb_done; it finishes that step itself. */
+static void KFN(rnn_take_over)(KFN(rnn_ctx) *c, int tid, int nt, size_t t, size_t kb_done)
 {
     int none = -1;
+    size_t q0, q1;
     if (!__atomic_compare_exchange_n(&c->soloist, &none, tid, 0, __ATOMIC_RELAXED,
-                                     __ATOMIC_RELAXED))
-        return; /* the soloist runs this thread's slices too */
+                                     __ATOMIC_RELAXED)) {
+        if (kb_done) { /* the soloist runs the other slices, and waits for this one */
+            bmf_progress_wait(c->progress, nt, tid, t, NULL);
+            bmf_split_range(c->n_panels, tid, nt, &q0, &q1);
+            KFN(rnn_finish_slice)(c, tid, q0, q1, t, kb_done);
+        }
+        return;
+    }
     for (size_t s = t - 1; s < c->T; s++)
         for (int k = 0; k < nt; k++) {
-            size_t p0, p1;
-            bmf_split_range(c->n_panels, k, nt, &p0, &p1);
-            if (bmf_claim_step(&c->claims[k], s))
-                KFN(rnn_run_slice)(c, k, p0, p1, s);
+            bmf_split_range(c->n_panels, k, nt, &q0, &q1);
+            if (s == t && k == tid && kb_done)
+                KFN(rnn_finish_slice)(c, k, q0, q1, s, kb_done);
+            else if (bmf_claim_step(&c->claims[k], s))
+                KFN(rnn_finish_slice)(c, k, q0, q1, s, 0);
             else
                 bmf_wait_for(&c->progress[k], s + 1, NULL);
         }
 }
 
+/* Prefetches rows [0, B) of h_prev over units [k0, k1), all their lines at
+ * once: a product reading another thread's units would otherwise meet its
+ * cross-core misses one by one. */
+static inline void KFN(rnn_prefetch)(const REAL *h_prev, size_t B, size_t H, size_t k0, size_t k1)
+{
+    for (size_t r = 0; r < B; r++)
+        for (size_t k = k0; k < k1; k += 64 / sizeof(REAL)) __builtin_prefetch(h_prev + r * H + k);
+}
+
 static void KFN(rnn_recurrence_body)(void *arg, int tid, int nt)
 {
     KFN(rnn_ctx) *c = arg;
-    size_t p0, p1, H = c->H, step = c->B * c->H;
+    size_t p0, p1, H = c->H, B = c->B, step = B * H;
+    size_t multi = c->segmented ? KFN(rnn_multi_rows)(B) : 0;
     bmf_split_range(c->n_panels, tid, nt, &p0, &p1);
     size_t own0 = p0 * VL, own1 = p1 * VL < H ? p1 * VL : H; /* the h units it writes */
+    /* With multi-row tiles, each step's sums run over k in segments, one per
+     * thread's units, in order: a thread sums its own segment without
+     * waiting, and each later one once its thread has published step t-1
+     * (whose units crossed cores meanwhile).  The earlier segments wait
+     * before the step is claimed; with no multi-row tile, all of them. */
+    int wait_first = multi ? tid : nt;
     bmf_patience patience = {0, 0, bmf_rnn_takeover_seconds, BMF_RNN_TAKEOVER_SHARE};
     for (size_t t = 0; t < c->T; t++) {
         REAL *h = c->out + t * step;
+        const REAL *h_prev = t > 0 ? h - step : c->h0;
         if (t + 1 < c->T) /* the next step's projection, written long ago */
-            for (size_t r = 0; r < c->B; r++)
+            for (size_t r = 0; r < B; r++)
                 for (size_t col = own0; col < own1; col += 64 / sizeof(REAL))
                     __builtin_prefetch(h + step + r * H + col);
         if (t > 0) {
             /* Step 0 packs Wh too, first touching fresh pages: no limit on the
              * wait for it, and the patience counts from its end. */
-            if (!bmf_progress_wait(c->progress, nt, tid, t, t > 1 ? &patience : NULL)) {
-                KFN(rnn_take_over)(c, tid, nt, t);
+            if (!bmf_progress_wait(c->progress, wait_first, tid, t, t > 1 ? &patience : NULL)) {
+                KFN(rnn_take_over)(c, tid, nt, t, 0);
                 return;
             }
             if (t == 1) patience.start = bmf_seconds();
-            /* the others' units of h_prev, all their lines at once: the
-             * product would otherwise meet their cross-core misses one by one */
-            const REAL *h_prev = h - step;
-            for (size_t r = 0; r < c->B; r++)
-                for (size_t k = 0; k < H; k += 64 / sizeof(REAL))
-                    if (k < own0 || k >= own1) __builtin_prefetch(h_prev + r * H + k);
+            if (!multi) { /* (in segments, prefetches of the later ones cost 1-7%) */
+                KFN(rnn_prefetch)(h_prev, B, H, 0, own0);
+                KFN(rnn_prefetch)(h_prev, B, H, own1, H);
+            }
         }
         /* This thread's rows of Wh, packed at step 0, stay in its cache. */
         if (nt > 1 && (__atomic_load_n(&c->soloist, __ATOMIC_RELAXED) >= 0
                        || !bmf_claim_step(&c->claims[tid], t)))
             return; /* another thread runs the remaining steps */
-        KFN(rnn_run_slice)(c, tid, p0, p1, t);
+        if (t == 0 || !multi) {
+            KFN(rnn_finish_slice)(c, tid, p0, p1, t, 0);
+            continue;
+        }
+        /* segments up to its own: their threads are done */
+        KFN(rnn_rows)(c, 0, multi, p0, p1, t, 0, own1);
+        size_t kb = own1;
+        for (int i = tid + 1; i < nt; i++) {
+            size_t ke;
+            if (!bmf_wait_for(&c->progress[i], t, t > 1 ? &patience : NULL)) {
+                KFN(rnn_take_over)(c, tid, nt, t, kb);
+                return;
+            }
+            KFN(rnn_segment)(c, i, nt, &kb, &ke);
+            KFN(rnn_rows)(c, 0, multi, p0, p1, t, kb, ke);
+            kb = ke;
+        }
+        KFN(rnn_rows)(c, multi, B, p0, p1, t, 0, H);
+        bmf_progress_publish(&c->progress[tid], t + 1);
     }
 }
 
@@ -207,7 +294,7 @@ int KFN(rnn)(size_t T, size_t B, size_t I, size_t H, const REAL *x,
 {
     if (T == 0 || B == 0 || H == 0) return 0;
     size_t n_panels = (H + VL - 1) / VL;
-    KFN(rnn_ctx) c = {T, B, I, H, n_panels, x, h0, Wx, Wh, b, out, NULL, NULL, NULL, NULL, -1, 0};
+    KFN(rnn_ctx) c = {T, B, I, H, n_panels, x, h0, Wx, Wh, b, out, NULL, NULL, NULL, NULL, -1, 0, 0};
     size_t proj_work = T * B * H * (I + 1) / BMF_RNN_MIN_PROJECTION_MACS_PER_THREAD + 1;
     int nt_proj = bmf_threads_for(n_threads, proj_work < n_panels * T ? proj_work : n_panels * T);
     size_t step_work = B * H * H / BMF_RNN_MIN_MACS_PER_THREAD + 1;
@@ -224,6 +311,16 @@ int KFN(rnn)(size_t T, size_t B, size_t I, size_t H, const REAL *x,
     c.progress = bmf_carve(&next, progress_bytes);
     memset(c.progress, 0, progress_bytes);
     c.claims = c.progress + nt;
+    /* Segments only where each thread's units of out lie on cache lines of
+     * their own: with a line shared, the partial sums stored and reloaded
+     * mid-step bounce between the cores (B = 8, H = 128, out 16 bytes past a
+     * line: 1.2x the time).  The bits are the same either way. */
+    c.segmented = (uintptr_t)out % 64 == 0 && H * sizeof(REAL) % 64 == 0;
+    for (int j = 1; j < nt; j++) {
+        size_t q0, q1;
+        bmf_split_range(n_panels, j, nt, &q0, &q1);
+        if (q0 * VL * sizeof(REAL) % 64) c.segmented = 0;
+    }
     bmf_parallel(nt_proj, KFN(rnn_projection_body), &c);
     if (B == 1 && step_work == 1 && n_panels <= BMF_RNN_LONE_MAX_PANELS)
         KFN(rnn_lone)(&c); /* by the shape alone: one thread at any n_threads */

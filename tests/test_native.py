@@ -367,7 +367,9 @@ def test_attention_zero_sizes(isa, rng, shape, dtype):
 # ---------------------------------------------------------------- determinism
 
 DETERMINISM_RNN = {"H257": (6, 4, 20, 257), "B64": (3, 64, 8, 70),
-                   "B21-H300": (3, 21, 5, 300), "B1-H64": (30, 1, 64, 64)}
+                   "B21-H300": (3, 21, 5, 300), "B1-H64": (30, 1, 64, 64),
+                   # steps summed in segments (H a multiple of a cache line)
+                   "B16-H128": (8, 16, 5, 128), "B11-H192": (5, 11, 9, 192)}
 DETERMINISM_ATTENTION = {    # Lq, Lk, B, E, Ev, heads, causal, mask form
     "tiles": (200, TILED_LK, 2, 32, 32, 2, True, "tiles"),
     "split-keys": (1, 3000, 1, 16, 16, 1, False, None),
@@ -388,6 +390,24 @@ def test_rnn_bitwise_across_threads(isa, rng, shape, dtype):
     first = bf.rnn(*args, num_threads=1)
     for n in OTHER_THREAD_COUNTS:
         assert_bitwise_equal(bf.rnn(*args, num_threads=n), first)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(8, 16, 5, 128), (5, 11, 9, 192)], ids=["B16-H128", "B11-H192"])
+def test_rnn_same_bits_on_or_off_a_cache_line(isa, rng, shape, dtype):
+    """The default result starts on a cache line, so that on 2+ threads the
+    steps are summed in segments; an out= off its line is summed in one pass.
+    Both give the bits of one thread."""
+    T, B, I, H = shape
+    args = rnn_inputs(rng, *shape, dtype=dtype)
+    first = bf.rnn(*args, num_threads=1)
+    assert first.__array_interface__["data"][0] % 64 == 0
+    off_line = _backend.native.empty_aligned((T * B * H + 1,), np.dtype(dtype))[1:]
+    for n in (1,) + tuple(OTHER_THREAD_COUNTS):
+        assert_bitwise_equal(bf.rnn(*args, num_threads=n), first)
+        out = off_line.reshape(T, B, H)
+        assert bf.rnn(*args, num_threads=n, out=out) is out
+        assert_bitwise_equal(out, first)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

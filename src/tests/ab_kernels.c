@@ -103,6 +103,13 @@ int main(int argc, char **argv)
         c = NULL;
         out = data(d[0] * d[1] * d[3], 0);
     }
+    if (getenv("AB_OUT_SHIFT")) { /* out at this many elements past a 64-byte boundary */
+        size_t n = attention ? d[0] * d[2] * d[3] : d[0] * d[1] * d[3], shift = (size_t)atoi(getenv("AB_OUT_SHIFT"));
+        void *base;
+        if (posix_memalign(&base, 64, (n + shift) * elt + 64)) return 1;
+        memset(base, 0, (n + shift) * elt);
+        out = (char *)base + shift * elt;
+    }
     const char *spinner_env = getenv("AB_SPINNER");
     double spin_seconds = spinner_env ? atof(spinner_env) : 0;
     double *t = malloc(sizeof *t * (size_t)reps * (size_t)n_libs);

@@ -101,16 +101,25 @@ static void test_rnn(size_t T, size_t B, size_t I, size_t H)
     double *x = rand_array(nx, 1), *h0 = rand_array(B * H, 2);
     double *Wx = rand_array(H * I, 3), *Wh = rand_array(H * H, 4), *b = rand_array(H, 5);
     for (size_t i = 0; i < H * H; i++) Wh[i] *= 1.0 / sqrt((double)H + 1);
-    double *want = calloc(nout ? nout : 1, sizeof *want), *got = malloc((nout ? nout : 1) * sizeof *got);
+    double *want = calloc(nout ? nout : 1, sizeof *want);
     float *x32 = to_f32(x, nx), *h032 = to_f32(h0, B * H), *Wx32 = to_f32(Wx, H * I);
     float *Wh32 = to_f32(Wh, H * H), *b32 = to_f32(b, H);
-    float *got32 = malloc((nout ? nout : 1) * sizeof *got32), *ref32 = malloc((nout ? nout : 1) * sizeof *ref32);
+    /* out on a cache line and one element past it: with H a multiple of a
+     * line, the first lets the threads sum their steps in segments */
+    void *line64, *line32;
+    if (posix_memalign(&line64, 64, (nout + 1) * sizeof(double))
+        || posix_memalign(&line32, 64, (nout + 1) * sizeof(float)))
+        abort();
+    float *ref32 = malloc((nout ? nout : 1) * sizeof *ref32);
     double *ref64 = malloc((nout ? nout : 1) * sizeof *ref64);
     naive_rnn(T, B, I, H, x, h0, Wx, Wh, b, want);
-    for (int nt = 1; nt <= max_threads; nt++) {
+    for (int run = 0; run < 2 * max_threads; run++) {
+        int nt = 1 + run / 2, shift = run % 2;
+        double *got = (double *)line64 + shift;
+        float *got32 = (float *)line32 + shift;
         bmf_rnn_f64(T, B, I, H, x, h0, Wx, Wh, b, got, nt);
         bmf_rnn_f32(T, B, I, H, x32, h032, Wx32, Wh32, b32, got32, nt);
-        if (nt == 1) {
+        if (run == 0) {
             char what[96];
             snprintf(what, sizeof what, "rnn T=%zu B=%zu I=%zu H=%zu", T, B, I, H);
             check(what, want, got, got32, nout, 1e-12, 2e-5);
@@ -118,11 +127,12 @@ static void test_rnn(size_t T, size_t B, size_t I, size_t H)
             memcpy(ref32, got32, nout * sizeof *got32);
         } else if (memcmp(ref64, got, nout * sizeof *got) || memcmp(ref32, got32, nout * sizeof *got32)) {
             failures++;
-            printf("FAIL   rnn T=%zu B=%zu I=%zu H=%zu differs with %d threads\n", T, B, I, H, nt);
+            printf("FAIL   rnn T=%zu B=%zu I=%zu H=%zu differs with %d threads%s\n", T, B, I, H, nt,
+                   shift ? ", out off its line" : "");
         }
     }
-    free(x); free(h0); free(Wx); free(Wh); free(b); free(want); free(got);
-    free(x32); free(h032); free(Wx32); free(Wh32); free(b32); free(got32); free(ref32); free(ref64);
+    free(x); free(h0); free(Wx); free(Wh); free(b); free(want); free(line64);
+    free(x32); free(h032); free(Wx32); free(Wh32); free(b32); free(line32); free(ref32); free(ref64);
 }
 
 /* The vectorised tanh through the kernel itself, as the recurrence applies
@@ -296,6 +306,8 @@ static void test_rnn_take_over(void)
         test_rnn(60, 1, 3, 257);  /* one-row steps */
         test_rnn(30, 20, 5, 100); /* batched steps */
         test_rnn(30, 16, 5, 100); /* batched steps in tall tiles (AVX-512) */
+        test_rnn(30, 16, 5, 128); /* ... in segments (out on a line) */
+        test_rnn(30, 7, 5, 96);   /* 5-row tiles and a lone row, in segments */
     }
     bmf_rnn_takeover_seconds = patience;
 }
@@ -318,6 +330,9 @@ int main(void)
         test_rnn(2, 37, 3, 40);  /* tall tiles, then 5-row tiles */
         test_rnn(3, 21, 5, 300); /* tall tiles, then 5 rows: pytest's case that gcc 13 failed */
         test_rnn(0, 2, 3, 4);
+        test_rnn(6, 16, 3, 128); /* steps in segments (on 2+ threads): tall tiles */
+        test_rnn(5, 11, 9, 192); /* segments: 5-row tiles, then a lone row summed whole */
+        test_rnn(4, 33, 2, 64);  /* segments: tall tiles, 5-row tiles, a lone row */
         test_rnn(9, 1, 70, 50);  /* a lone sequence, few units (rnn_lone): 4 panels, I > H */
         test_rnn(7, 1, 3, 31);   /* rnn_lone: H not a multiple of 4 chains or of VL */
         test_rnn(6, 1, 7, 13);   /* rnn_lone at every level (baseline float32: 4 panels) */
