@@ -16,6 +16,8 @@
  * A library whose first result differs in any bit from the first library's
  * is marked so (a change meant to keep the bits can be checked that way).
  * AB_ISA=0|1|2 in the environment caps the ISA level (baseline, AVX2, AVX-512).
+ * AB_OUT_SHIFT=n: out starts n elements past a 64-byte boundary (0: on a
+ * cache line, as bigmodel_fast's own results; malloc's is 16 bytes past one).
  * AB_SPINNER=seconds in the environment: each call is made while another
  * thread busy-waits that long, started just before it, as NumPy's OpenBLAS
  * threads do for 2^28 cycles after each call (0.13 s at 2.1 GHz). */
