@@ -9,7 +9,7 @@ cimport numpy as cnp
 
 cnp.import_array()
 
-from numpy import float32
+from numpy import float32, float64
 
 cdef extern from "bigmodel_fast.h" nogil:
     int BMF_ERR_NOMEM
@@ -80,7 +80,13 @@ def empty_aligned(tuple shape, dtype):
     each one sum its steps in segments (src/rnn_impl.h); NumPy's large
     arrays start 16 or 32 bytes past a line.
     """
-    cdef int typenum = cnp.NPY_FLOAT32 if dtype == float32 else cnp.NPY_FLOAT64
+    cdef int typenum
+    if dtype == float32:
+        typenum = cnp.NPY_FLOAT32
+    elif dtype == float64:
+        typenum = cnp.NPY_FLOAT64
+    else:
+        raise TypeError(f"empty_aligned: float32 or float64, not {dtype}")
     cdef int ndim = len(shape), i
     cdef cnp.npy_intp dims[8]
     cdef cnp.npy_intp size = 64

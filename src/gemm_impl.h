@@ -116,8 +116,9 @@ static inline size_t KFN(gemm_group)(size_t M) { return M == 1 ? BMF_NV1 : BMF_N
  * threads); groups themselves are always taken in order.
  * Only k in [kb, ke) of the K-long sum is taken: from kb > 0 on, each
  * element starts from the partial sum an earlier call left in C, and tanh
- * waits for ke == K.  A tile of several rows (one chain per element) then
- * gives the bits of one pass; a one-row tile (two chains) must take [0, K). */
+ * waits for ke == K (kb < ke, or kb == ke == 0).  A tile of several rows
+ * (one chain per element) then gives the bits of one pass; a one-row tile
+ * (two chains) must take [0, K). */
 static void KFN(gemm_block)(size_t m0, size_t m1, size_t p0, size_t p1,
                             size_t packed_p1, size_t group, size_t K, size_t kb, size_t ke,
                             const REAL *A, size_t lda,
@@ -127,6 +128,7 @@ static void KFN(gemm_block)(size_t m0, size_t m1, size_t p0, size_t p1,
 {
     for (size_t i = m0; i < m1; i += BMF_MR) {
         int mr = (int)(m1 - i < BMF_MR ? m1 - i : BMF_MR);
+        if (mr == 1 && (kb || ke != K)) abort(); /* its two chains: whole sums only */
         for (size_t g = p0; g < p1; g += group) {
             size_t width = p1 - g < group ? p1 - g : group;
             size_t laid = packed_p1 - g < group ? packed_p1 - g : group;

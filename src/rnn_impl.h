@@ -12,9 +12,11 @@
  *    Before it reads the other threads' units of out[t-1] it waits for their
  *    progress counters.  No barrier is needed: out[t] is a fresh row at every
  *    step, so nothing is overwritten that another thread may still read.
- *    With tiles of several rows (B > 1), a step's sums run over k in
- *    segments, one per thread's units, in order: a thread sums its own
- *    segment before it waits for the later ones (rnn_recurrence_body).
+ *    On 2+ threads with each thread's units of out on cache lines of their
+ *    own (rnn_lines_apart), the sums of a step's rows in multi-row tiles
+ *    run over k in segments, one per thread's units, in k order: a thread
+ *    waits for the later threads only when it reaches their segments
+ *    (rnn_recurrence_body; a lone last row is summed whole at the end).
  *    A thread that waits too long for another (whose core another process or
  *    pool has taken) takes over every thread's remaining steps; a step of a
  *    thread's slice is claimed before it is run, so each runs exactly once,
@@ -31,7 +33,6 @@ typedef struct {
     bmf_progress *progress; /* per thread's slice: steps finished */
     bmf_progress *claims;   /* per thread's slice: steps claimed */
     int soloist;            /* the thread that took over all slices, or -1 */
-    int segmented;          /* steps summed in segments (rnn_recurrence_body) */
     size_t next_rows;       /* projection: the next chunk of rows to hand out */
 } KFN(rnn_ctx);
 
@@ -159,18 +160,36 @@ static inline void KFN(rnn_prefetch)(const REAL *h_prev, size_t B, size_t H, siz
         for (size_t k = k0; k < k1; k += 64 / sizeof(REAL)) __builtin_prefetch(h_prev + r * H + k);
 }
 
+/* Whether each of nt threads' units of out lie on cache lines of their
+ * own (out on a line, every row and slice boundary too): segments need it,
+ * as with a line shared the partial sums stored and reloaded mid-step
+ * bounce between the cores (B = 8, H = 128, out 16 bytes past a line: 1.2x
+ * the time).  The bits are the same either way. */
+static int KFN(rnn_lines_apart)(const KFN(rnn_ctx) *c, int nt)
+{
+    if ((uintptr_t)c->out % 64 || c->H * sizeof(REAL) % 64) return 0;
+    for (int j = 1; j < nt; j++) {
+        size_t q0, q1;
+        bmf_split_range(c->n_panels, j, nt, &q0, &q1);
+        if (q0 * VL * sizeof(REAL) % 64) return 0;
+    }
+    return 1;
+}
+
 static void KFN(rnn_recurrence_body)(void *arg, int tid, int nt)
 {
     KFN(rnn_ctx) *c = arg;
     size_t p0, p1, H = c->H, B = c->B, step = B * H;
-    size_t multi = c->segmented ? KFN(rnn_multi_rows)(B) : 0;
+    size_t multi = nt > 1 && KFN(rnn_lines_apart)(c, nt) ? KFN(rnn_multi_rows)(B) : 0;
     bmf_split_range(c->n_panels, tid, nt, &p0, &p1);
     size_t own0 = p0 * VL, own1 = p1 * VL < H ? p1 * VL : H; /* the h units it writes */
-    /* With multi-row tiles, each step's sums run over k in segments, one per
-     * thread's units, in order: a thread sums its own segment without
-     * waiting, and each later one once its thread has published step t-1
-     * (whose units crossed cores meanwhile).  The earlier segments wait
-     * before the step is claimed; with no multi-row tile, all of them. */
+    /* In segments (multi > 0), the multi-row tiles' sums run over k in
+     * order, one segment per thread's units: thread tid waits for threads
+     * 0..tid-1 (before it claims the step), sums their segments and its own
+     * in one call, then each later segment once its thread has published
+     * step t-1 (thread 0 thus starts on its own units at once, and the last
+     * thread to finish t-1 holds up no one's start of t).  In one pass, it
+     * waits for every thread first. */
     int wait_first = multi ? tid : nt;
     bmf_patience patience = {0, 0, bmf_rnn_takeover_seconds, BMF_RNN_TAKEOVER_SHARE};
     for (size_t t = 0; t < c->T; t++) {
@@ -188,7 +207,7 @@ static void KFN(rnn_recurrence_body)(void *arg, int tid, int nt)
                 return;
             }
             if (t == 1) patience.start = bmf_seconds();
-            if (!multi) { /* (in segments, prefetches of the later ones cost 1-7%) */
+            if (!multi) { /* (in segments, prefetching the others' lines cost 1-7%) */
                 KFN(rnn_prefetch)(h_prev, B, H, 0, own0);
                 KFN(rnn_prefetch)(h_prev, B, H, own1, H);
             }
@@ -294,7 +313,7 @@ int KFN(rnn)(size_t T, size_t B, size_t I, size_t H, const REAL *x,
 {
     if (T == 0 || B == 0 || H == 0) return 0;
     size_t n_panels = (H + VL - 1) / VL;
-    KFN(rnn_ctx) c = {T, B, I, H, n_panels, x, h0, Wx, Wh, b, out, NULL, NULL, NULL, NULL, -1, 0, 0};
+    KFN(rnn_ctx) c = {T, B, I, H, n_panels, x, h0, Wx, Wh, b, out, NULL, NULL, NULL, NULL, -1, 0};
     size_t proj_work = T * B * H * (I + 1) / BMF_RNN_MIN_PROJECTION_MACS_PER_THREAD + 1;
     int nt_proj = bmf_threads_for(n_threads, proj_work < n_panels * T ? proj_work : n_panels * T);
     size_t step_work = B * H * H / BMF_RNN_MIN_MACS_PER_THREAD + 1;
@@ -311,16 +330,6 @@ int KFN(rnn)(size_t T, size_t B, size_t I, size_t H, const REAL *x,
     c.progress = bmf_carve(&next, progress_bytes);
     memset(c.progress, 0, progress_bytes);
     c.claims = c.progress + nt;
-    /* Segments only where each thread's units of out lie on cache lines of
-     * their own: with a line shared, the partial sums stored and reloaded
-     * mid-step bounce between the cores (B = 8, H = 128, out 16 bytes past a
-     * line: 1.2x the time).  The bits are the same either way. */
-    c.segmented = (uintptr_t)out % 64 == 0 && H * sizeof(REAL) % 64 == 0;
-    for (int j = 1; j < nt; j++) {
-        size_t q0, q1;
-        bmf_split_range(n_panels, j, nt, &q0, &q1);
-        if (q0 * VL * sizeof(REAL) % 64) c.segmented = 0;
-    }
     bmf_parallel(nt_proj, KFN(rnn_projection_body), &c);
     if (B == 1 && step_work == 1 && n_panels <= BMF_RNN_LONE_MAX_PANELS)
         KFN(rnn_lone)(&c); /* by the shape alone: one thread at any n_threads */

@@ -307,7 +307,8 @@ static void test_rnn_take_over(void)
         test_rnn(30, 20, 5, 100); /* batched steps */
         test_rnn(30, 16, 5, 100); /* batched steps in tall tiles (AVX-512) */
         test_rnn(30, 16, 5, 128); /* ... in segments (out on a line) */
-        test_rnn(30, 7, 5, 96);   /* 5-row tiles and a lone row, in segments */
+        test_rnn(30, 6, 5, 96);   /* in segments, then a lone row (AVX-512: 5 + 1 rows) */
+        test_rnn(30, 9, 5, 96);   /* ... (AVX2, baseline: 4 + 4 + 1 rows) */
     }
     bmf_rnn_takeover_seconds = patience;
 }
@@ -331,8 +332,8 @@ int main(void)
         test_rnn(3, 21, 5, 300); /* tall tiles, then 5 rows: pytest's case that gcc 13 failed */
         test_rnn(0, 2, 3, 4);
         test_rnn(6, 16, 3, 128); /* steps in segments (on 2+ threads): tall tiles */
-        test_rnn(5, 11, 9, 192); /* segments: 5-row tiles, then a lone row summed whole */
-        test_rnn(4, 33, 2, 64);  /* segments: tall tiles, 5-row tiles, a lone row */
+        test_rnn(5, 11, 9, 192); /* segments: 5-row tiles, then a lone row summed whole (AVX-512) */
+        test_rnn(4, 33, 2, 64);  /* segments: 6 x 5 + 3 rows (AVX-512), 8 x 4 + 1 (AVX2, baseline) */
         test_rnn(9, 1, 70, 50);  /* a lone sequence, few units (rnn_lone): 4 panels, I > H */
         test_rnn(7, 1, 3, 31);   /* rnn_lone: H not a multiple of 4 chains or of VL */
         test_rnn(6, 1, 7, 13);   /* rnn_lone at every level (baseline float32: 4 panels) */
