@@ -265,10 +265,9 @@ __attribute__((noinline)) static void KFN(gemm_tile_tall)(
 /* gemm_block's product for the rows [m0, m0 + 16 j) in tall tiles (the
  * arguments as gemm_block's, B packed; k_down does not apply); returns the
  * first row it left, for gemm_block; k in [kb, ke) as there.  K is taken
- * in slices whose packed A
- * (16 KiB) stays in L1 beside the B panel it meets; between slices the
- * partial sums wait in C, exactly, so each element's chain is the same as in
- * one pass.  Flattened so that pack_panels is inlined here: called, it made
+ * in slices whose packed A (16 KiB) stays in L1 beside the B panel it
+ * meets; between slices the partial sums wait in C, exactly, so each
+ * element's chain is the same as in one pass.  Flattened so that pack_panels is inlined here: called, it made
  * rnn-batch16 1.02-1.05x slower (gemm_tile_tall stays a call: noinline). */
 __attribute__((flatten)) static size_t KFN(gemm_block_tall)(size_t m0, size_t m1, size_t p0, size_t p1,
                                    size_t packed_p1, size_t group, size_t K, size_t kb, size_t ke,

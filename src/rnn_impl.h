@@ -103,21 +103,17 @@ static inline void KFN(rnn_segment)(const KFN(rnn_ctx) *c, int i, int nt, size_t
 }
 
 /* The rest of step t of thread `owner`'s slice, panels [p0, p1), whose
- * multi-row sums hold k < kb, then publishes it (the caller claimed it and
- * every thread's step t-1 is done).  Step 0 packs the slice's rows of Wh
- * first. */
+ * multi-row sums hold k < kb (kb = 0: all of it), then publishes it (the
+ * caller claimed it and every thread's step t-1 is done).  Step 0 packs the
+ * slice's rows of Wh first. */
 static void KFN(rnn_finish_slice)(KFN(rnn_ctx) *c, int owner, size_t p0, size_t p1, size_t t,
                                   size_t kb)
 {
     size_t multi = KFN(rnn_multi_rows)(c->B);
     if (t == 0 && p0 < p1)
         KFN(pack_panels)(c->Wh, c->H, c->H, c->H, p0, p1, KFN(gemm_group)(c->B), 1, c->Wh_packed);
-    if (kb == 0) /* the whole sum (a call of its own: the constant kb is folded in) */
-        KFN(rnn_rows)(c, 0, c->B, p0, p1, t, 0, c->H);
-    else {
-        KFN(rnn_rows)(c, 0, multi, p0, p1, t, kb, c->H);
-        KFN(rnn_rows)(c, multi, c->B, p0, p1, t, 0, c->H);
-    }
+    KFN(rnn_rows)(c, 0, multi, p0, p1, t, kb, c->H);
+    KFN(rnn_rows)(c, multi, c->B, p0, p1, t, 0, c->H);
     bmf_progress_publish(&c->progress[owner], t + 1);
 }
 
