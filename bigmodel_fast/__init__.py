@@ -5,8 +5,9 @@ attention (C + OpenMP, SIMD chosen at run time), with a NumPy fallback.
     h = bf.rnn(x, h0, Wx, Wh, b)                  # (T, B, H)
     o = bf.attention(Q, K, V, mask, num_heads=8)  # (Lq, B, Ev)
 
-``bf.reference`` holds the same functions in plain NumPy.  See SPEC.md and the
-README for the exact contract.
+``bf.reference`` holds the same functions in plain NumPy.  The exact contract
+is in the README ("The API", "Choices where SPEC.md is silent" and "What the
+package promises"), which restates the project's SPEC.md.
 """
 
 from . import reference

@@ -27,7 +27,7 @@ def build_parser():
                     "and torch (when installed) interleaved in one process and report medians. "
                     "Exits 1 when any native result is wrong.")
     bench.add_argument("--quick", action="store_true",
-                       help="smaller shapes and fewer repeats (about 30 s on 2 cores)")
+                       help="smaller shapes and fewer repeats (about 70 s on 2 cores)")
     bench.add_argument("--kernel", choices=KERNELS, help="only this kernel's shapes")
     bench.add_argument("--dtype", choices=DTYPES, help="only shapes of this dtype")
     bench.add_argument("--shapes", metavar="NAME,...",

@@ -7,6 +7,7 @@ GOMP_SPINCOUNT / OMP_WAIT_POLICY: yours win; unset, GNU OpenMP is loaded with a
 short idle spin (below).
 """
 
+import importlib
 import os
 
 _BACKENDS = ("native", "numpy")
@@ -45,7 +46,9 @@ def _import_native():
     if set_here:
         os.environ["GOMP_SPINCOUNT"] = _GOMP_SPINCOUNT
     try:
-        from . import _native
+        # (not `from . import _native`: when the module is missing, Python's
+        # message for that blames a circular import)
+        _native = importlib.import_module(__package__ + "._native")
     finally:
         if set_here:
             del os.environ["GOMP_SPINCOUNT"]

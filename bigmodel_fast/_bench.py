@@ -775,6 +775,7 @@ def summary_command():
                   f"{r['speedup_vs_reference']:.1f}x")
         else:
             print(f"{head} ERROR: {r['error']}")
-    print("Run `python -m bigmodel_fast bench --quick` for the standard shapes "
-          "(and torch, when installed); `info` for the build.")
+    print("These are a few short samples: another busy process moves such ratios by large "
+          "factors (NumPy's threaded matmul most). Run `python -m bigmodel_fast bench --quick` "
+          "for the standard shapes (and torch, when installed); `info` for the build.")
     return 0 if result["ok"] else 1

@@ -1,6 +1,6 @@
 """The meaning of ``rnn`` and ``attention`` in plain NumPy.
 
-This is the blog post's two snippets, corrected (see SPEC.md and the README):
+This is the blog post's two snippets, corrected (see the README's API section):
 the same names, argument order and time-major layout, the standard meaning.
 It is written to be read, and to be reasonably fast: the RNN's input
 projection is one matrix product hoisted out of the time loop, the softmax is
