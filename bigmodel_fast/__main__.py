@@ -8,6 +8,7 @@ The work is done in bigmodel_fast._bench; this module only parses arguments.
 """
 
 import argparse
+import os
 import sys
 
 from .bench_shapes import DTYPES, KERNELS
@@ -69,12 +70,18 @@ def main(argv=None):
     args_list = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(args_list)
     from . import _bench   # after parsing: --help stays fast and import-light
-    if args.command == "bench":
-        return _bench.bench_command(args, ["bigmodel-fast"] + args_list)
-    if args.command == "info":
-        print("\n".join(_bench.info_lines()))
-        return 0
-    return _bench.summary_command()
+    try:
+        if args.command == "bench":
+            return _bench.bench_command(args, ["bigmodel-fast"] + args_list)
+        if args.command == "info":
+            print("\n".join(_bench.info_lines()))
+            return 0
+        return _bench.summary_command()
+    except BrokenPipeError:
+        # The reader left (`bigmodel-fast info | head`): no traceback, and
+        # none either when Python flushes stdout at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
 
 
 if __name__ == "__main__":
