@@ -147,13 +147,13 @@ static void KFN(rnn_take_over)(KFN(rnn_ctx) *c, int tid, int nt, size_t t, size_
         }
 }
 
-/* Prefetches rows [0, B) of h_prev over units [k0, k1), all their lines at
- * once: a product reading another thread's units would otherwise meet its
- * cross-core misses one by one. */
-static inline void KFN(rnn_prefetch)(const REAL *h_prev, size_t B, size_t H, size_t k0, size_t k1)
+/* Prefetches rows [0, B) of a step's output h over units [k0, k1), all
+ * their lines at once: a product reading another thread's units would
+ * otherwise meet its cross-core misses one by one. */
+static inline void KFN(rnn_prefetch)(const REAL *h, size_t B, size_t H, size_t k0, size_t k1)
 {
     for (size_t r = 0; r < B; r++)
-        for (size_t k = k0; k < k1; k += 64 / sizeof(REAL)) __builtin_prefetch(h_prev + r * H + k);
+        for (size_t k = k0; k < k1; k += 64 / sizeof(REAL)) __builtin_prefetch(h + r * H + k);
 }
 
 /* Whether each of nt threads' units of out lie on cache lines of their
@@ -165,9 +165,9 @@ static int KFN(rnn_lines_apart)(const KFN(rnn_ctx) *c, int nt)
 {
     if ((uintptr_t)c->out % 64 || c->H * sizeof(REAL) % 64) return 0;
     for (int j = 1; j < nt; j++) {
-        size_t q0, q1;
-        bmf_split_range(c->n_panels, j, nt, &q0, &q1);
-        if (q0 * VL * sizeof(REAL) % 64) return 0;
+        size_t kb, ke;
+        KFN(rnn_segment)(c, j, nt, &kb, &ke);
+        if (kb * sizeof(REAL) % 64) return 0;
     }
     return 1;
 }
@@ -177,8 +177,9 @@ static void KFN(rnn_recurrence_body)(void *arg, int tid, int nt)
     KFN(rnn_ctx) *c = arg;
     size_t p0, p1, H = c->H, B = c->B, step = B * H;
     size_t multi = nt > 1 && KFN(rnn_lines_apart)(c, nt) ? KFN(rnn_multi_rows)(B) : 0;
+    size_t own0, own1; /* the h units it writes: its panels [p0, p1) */
     bmf_split_range(c->n_panels, tid, nt, &p0, &p1);
-    size_t own0 = p0 * VL, own1 = p1 * VL < H ? p1 * VL : H; /* the h units it writes */
+    KFN(rnn_segment)(c, tid, nt, &own0, &own1);
     /* In segments (multi > 0), the multi-row tiles' sums run over k in
      * order, one segment per thread's units: thread tid waits for threads
      * 0..tid-1 (before it claims the step), sums their segments and its own
@@ -192,9 +193,7 @@ static void KFN(rnn_recurrence_body)(void *arg, int tid, int nt)
         REAL *h = c->out + t * step;
         const REAL *h_prev = t > 0 ? h - step : c->h0;
         if (t + 1 < c->T) /* the next step's projection, written long ago */
-            for (size_t r = 0; r < B; r++)
-                for (size_t col = own0; col < own1; col += 64 / sizeof(REAL))
-                    __builtin_prefetch(h + step + r * H + col);
+            KFN(rnn_prefetch)(h + step, B, H, own0, own1);
         if (t > 0) {
             /* Step 0 packs Wh too, first touching fresh pages: no limit on the
              * wait for it, and the patience counts from its end. */
