@@ -18,8 +18,10 @@
  * Both apply scale, mask and causality inside the tile and update each
  * row's running max and sum (online softmax, att_softmax_rows), rescaling
  * the output accumulator.  The Lq x Lk score matrix never exists.  Work items
- * are handed out dynamically (bmf_next_item): each writes only its own rows
- * or partial slot, so who computes it does not change a bit.
+ * are handed out dynamically, the tiled path's each thread's own range first
+ * (bmf_next_item_affine: a repeated call finds its packed K and V and its
+ * output rows in its own cache); each item writes only its own rows or
+ * partial slot, so who computes it does not change a bit.
  *
  * Masks (additive, or boolean bytes read in place) and causality REMOVE keys:
  * a removed key's score is -inf whatever its K (even NaN), and a V tile with a
@@ -52,6 +54,7 @@ typedef struct {
     size_t n_qblocks, n_chunks, chunk_keys, rows_per_item, Dv_pad;
     int key_major;
     int bh_major;        /* tiled, one key chunk, many (batch, head): see att_body */
+    bmf_progress *pack_next, *item_next; /* tiled: bmf_next_item_affine's counters, nt each */
     size_t group_bh, n_groups; /* key-major: (batch, head) pairs per item */
     REAL *partials;      /* per (batch, head, query block, chunk): m[rows], l[rows], O[rows][Dv_pad] */
     REAL *K_packed;      /* tiled: per (batch, head) Lk_pad x Dk, BK-key tiles of panels */
@@ -61,7 +64,7 @@ typedef struct {
     size_t n_ktiles;
     char *scratch;
     size_t scratch_bytes; /* per thread */
-    size_t next_pack, next_item, next_merge; /* dynamic work counters, from 0 */
+    size_t next_item, next_merge; /* dynamic work counters (key-major items; merges), from 0 */
 } KFN(att_ctx);
 
 /* True when the mask removes every key of rows [i0, i0+nq) x keys [j0, j0+nk):
@@ -604,8 +607,14 @@ static void KFN(att_body)(void *arg, int tid, int nt)
     size_t rows = c->rows_per_item, n_blocks = c->B * c->heads * c->n_qblocks;
     size_t n_items = c->key_major ? c->n_groups * c->n_chunks : n_blocks * c->n_chunks;
     size_t part_len = rows * (2 + c->Dv_pad);
-    if (c->bh_major) { /* one (batch, head) at a time: packs, then all its query blocks */
-        for (size_t bh; (bh = bmf_next_item(&c->next_item)) < c->B * c->heads;) {
+    if (c->bh_major) {
+        /* One (batch, head) at a time: packs, then all its query blocks.
+         * Each thread's own pairs first: when the same shape is called
+         * again, their inputs, packed copies and output rows are still in
+         * its cache (attn-short: 0.89-0.90x of the time with first come,
+         * first served, where half the pairs changed core at every call). */
+        size_t n_bh = c->B * c->heads;
+        for (size_t bh; (bh = bmf_next_item_affine(c->item_next, n_bh, tid, nt)) < n_bh;) {
             for (size_t t = 0; t < c->n_ktiles; t++) KFN(att_pack_tile)(c, bh * c->n_ktiles + t);
             for (size_t qb = 0; qb < c->n_qblocks; qb++)
                 KFN(att_block)(c, bh * c->n_qblocks + qb, scratch);
@@ -613,13 +622,19 @@ static void KFN(att_body)(void *arg, int tid, int nt)
         return;
     }
     if (!c->key_major) { /* pack K and V once: units of (batch, head, key tile) */
-        for (size_t u; (u = bmf_next_item(&c->next_pack)) < c->B * c->heads * c->n_ktiles;)
+        size_t n_units = c->B * c->heads * c->n_ktiles;
+        for (size_t u; (u = bmf_next_item_affine(c->pack_next, n_units, tid, nt)) < n_units;)
             KFN(att_pack_tile)(c, u);
         bmf_barrier(nt);
     }
     /* Handed out dynamically: balances causal work (heavier for late query
-     * blocks) and threads slowed by other processes. */
-    for (size_t item; (item = bmf_next_item(&c->next_item)) < n_items;) {
+     * blocks) and threads slowed by other processes.  Tiled, a thread's own
+     * range (a run of (batch, head) pairs) comes first: the pairs whose K
+     * and V it packed above (attn-8heads 0.96-0.97x of the time with
+     * first come, first served). */
+    for (size_t item; (item = c->key_major ? bmf_next_item(&c->next_item)
+                                           : bmf_next_item_affine(c->item_next, n_items, tid, nt))
+                      < n_items;) {
         if (c->key_major) {
             KFN(att_item_key_major)(c, item, scratch);
         } else if (c->n_chunks == 1) {
@@ -761,9 +776,10 @@ int KFN(attention)(size_t Lq, size_t Lk, size_t B, size_t heads, size_t Dk,
     size_t k_bytes = c.key_major ? 0 : n_bh * c.Lk_pad * Dk * sizeof(REAL);
     size_t v_bytes = c.key_major ? 0 : n_bh * Lk * c.Dv_pad * sizeof(REAL);
     size_t finite_bytes = c.key_major ? 0 : n_bh * c.n_ktiles;
+    size_t counter_bytes = c.key_major ? 0 : (size_t)nt * sizeof(bmf_progress);
     unsigned char *ws = bmf_workspace_acquire(bmf_piece(scratch_bytes) + bmf_piece(partials_bytes)
                                               + bmf_piece(k_bytes) + bmf_piece(v_bytes)
-                                              + bmf_piece(finite_bytes));
+                                              + bmf_piece(finite_bytes) + 2 * bmf_piece(counter_bytes));
     if (!ws) return BMF_ERR_NOMEM;
     unsigned char *next = ws;
     c.scratch = bmf_carve(&next, scratch_bytes);
@@ -772,6 +788,12 @@ int KFN(attention)(size_t Lq, size_t Lk, size_t B, size_t heads, size_t Dk,
         c.K_packed = bmf_carve(&next, k_bytes);
         c.V_packed = bmf_carve(&next, v_bytes);
         c.v_tile_finite = bmf_carve(&next, finite_bytes);
+    }
+    if (!c.key_major) {
+        c.pack_next = bmf_carve(&next, counter_bytes);
+        c.item_next = bmf_carve(&next, counter_bytes);
+        memset(c.pack_next, 0, counter_bytes);
+        memset(c.item_next, 0, counter_bytes);
     }
     bmf_parallel(nt, KFN(att_body), &c);
     bmf_workspace_release(ws);

@@ -155,4 +155,27 @@ static inline size_t bmf_next_item(size_t *counter)
     return __atomic_fetch_add(counter, 1, __ATOMIC_RELAXED);
 }
 
+/* Dynamic work sharing with affinity: [0, n) is split as bmf_split_range
+ * into one range per thread, and a thread takes the items of its own range
+ * first, then whatever is left of the others'.  A call repeated on the same
+ * shape then gives a thread mostly the same items as last time, whose
+ * buffers (its packed copies, its output rows) its own cache still holds,
+ * where first come, first served moves half of them to the other core's
+ * cache at every call; a thread slowed down by another process still
+ * leaves its items to the rest.  `next` holds one counter per thread of the
+ * team, zeroed before the region; the same rule as bmf_next_item applies. */
+static inline size_t bmf_next_item_affine(bmf_progress *next, size_t n, int self, int n_threads)
+{
+    for (int k = 0; k < n_threads; k++) {
+        int part = (self + k) % n_threads;
+        size_t begin, end;
+        bmf_split_range(n, part, n_threads, &begin, &end);
+        /* a plain load first: a finished range costs no write to its line */
+        if (__atomic_load_n(&next[part].done, __ATOMIC_RELAXED) >= end - begin) continue;
+        size_t i = __atomic_fetch_add(&next[part].done, 1, __ATOMIC_RELAXED);
+        if (i < end - begin) return begin + i;
+    }
+    return n;
+}
+
 #endif /* BMF_OMP_H */
