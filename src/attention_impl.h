@@ -304,7 +304,7 @@ static void KFN(att_softmax_rows)(const KFN(att_ctx) *c, KFN(att_rows) *R)
             REAL a = alpha[r], *o = R->o[r0 + r];
             *R->m[r0 + r] = m_new[r];
             *R->l[r0 + r] = l_new[r];
-            if (a != 1)
+            if (a != 1 && o) /* (no o: not yet used, see att_item) */
                 for (size_t d = 0; d < c->Dv_pad; d += VL) V(store)(o + d, V(load)(o + d) * a);
         }
     }
@@ -338,9 +338,14 @@ static void KFN(att_mask_bh)(const KFN(att_ctx) *c, size_t bh, const REAL **mask
 }
 
 /* Tiled path: runs one work item; leaves the unnormalised output in O and
- * the row max and sum in m and l. */
-static void KFN(att_item)(const KFN(att_ctx) *c, size_t item, REAL *m, REAL *l,
-                          REAL *O, REAL *scratch)
+ * the row max and sum in m and l, and returns 0.  With to_out (the item is
+ * a whole block) and at most one tile of keys, O would come from a single
+ * product: that product is written straight to the output rows, each times
+ * 1 / l (att_write_rows's arithmetic, so the same bits), and it returns 1;
+ * unless a row has no weight (zeros, by att_write_rows) or V's tile needs
+ * the skipping loop. */
+static int KFN(att_item)(const KFN(att_ctx) *c, size_t item, REAL *m, REAL *l,
+                         REAL *O, REAL *scratch, int to_out)
 {
     const size_t BK = BMF_ATT_BK, Dv_pad = c->Dv_pad;
     size_t chunk = item % c->n_chunks, rest = item / c->n_chunks;
@@ -359,7 +364,8 @@ static void KFN(att_item)(const KFN(att_ctx) *c, size_t item, REAL *m, REAL *l,
     for (size_t r = 0; r < nq; r++)
         memcpy(Qb + r * c->Dk, c->Q + (i0 + r) * c->ld_q + bh * c->Dk, c->Dk * sizeof(REAL));
     for (size_t r = 0; r < nq; r++) { m[r] = -(REAL)INFINITY; l[r] = 0; }
-    memset(O, 0, nq * Dv_pad * sizeof(REAL));
+    int one_product = to_out && k1 - k0 <= BK; /* O not used yet, so not zeroed */
+    if (!one_product) memset(O, 0, nq * Dv_pad * sizeof(REAL));
 
     for (size_t j0 = k0; j0 < k1; j0 += BK) {
         size_t nk = k1 - j0 < BK ? k1 - j0 : BK;
@@ -369,7 +375,8 @@ static void KFN(att_item)(const KFN(att_ctx) *c, size_t item, REAL *m, REAL *l,
         const REAL *Kp = c->K_packed + (bh * c->Lk_pad + j0) * c->Dk;
         size_t tile_keys = c->Lk - j0 < BK ? c->Lk - j0 : BK; /* as packed */
         KFN(gemm_block)(0, nq, 0, nk_panels, (tile_keys + VL - 1) / VL, BMF_NV,
-                        c->Dk, 0, c->Dk, Qb, c->Dk, Kp, 0, S, BK, nk_panels * VL, BMF_INIT_ZERO, NULL, 0, 0);
+                        c->Dk, 0, c->Dk, Qb, c->Dk, Kp, 0, S, BK, nk_panels * VL, BMF_INIT_ZERO, NULL, 0,
+                        NULL, 0);
         const REAL *Vt = c->V_packed + (bh * c->Lk + j0) * Dv_pad;
         int v_finite = c->v_tile_finite[bh * c->n_ktiles + j0 / BK]
                        || !KFN(att_tile_may_remove)(c, mask_bh || bool_bh, i0, j0, nk);
@@ -377,8 +384,25 @@ static void KFN(att_item)(const KFN(att_ctx) *c, size_t item, REAL *m, REAL *l,
         for (size_t r = 0; r < nq; r++)
             KFN(att_rows_push)(c, &R, S + r * BK, KFN(att_keys_ok)(c, i0 + r, j0, nk), mask_bh,
                                bool_bh, (ptrdiff_t)(i0 + r) * c->ms[2] + (ptrdiff_t)j0 * c->ms[3],
-                               m + r, l + r, O + r * Dv_pad);
+                               m + r, l + r, one_product ? NULL : O + r * Dv_pad);
         KFN(att_softmax_rows)(c, &R);
+        size_t dv_panels = Dv_pad / VL;
+        if (one_product) {
+            REAL inv_l[BMF_ATT_BQ];
+            int weighed = v_finite;
+            for (size_t r = 0; r < nq; r++) {
+                weighed &= l[r] != 0;
+                inv_l[r] = 1 / l[r];
+            }
+            if (weighed) {
+                KFN(gemm_block)(0, nq, 0, dv_panels, dv_panels, KFN(gemm_group)(nq), nk, 0, nk, S, BK,
+                                Vt, Dv_pad, c->out + i0 * c->ld_v + bh * c->Dv, c->ld_v, c->Dv,
+                                BMF_INIT_ZERO, NULL, 0, inv_l, 0);
+                return 1;
+            }
+            memset(O, 0, nq * Dv_pad * sizeof(REAL)); /* and on through O */
+            one_product = 0;
+        }
         if (!v_finite) { /* rare: skip removed keys so their NaN/inf stays out */
             for (size_t r = 0; r < nq; r++)
                 for (size_t j = 0; j < nk; j++) {
@@ -388,11 +412,11 @@ static void KFN(att_item)(const KFN(att_ctx) *c, size_t item, REAL *m, REAL *l,
                         O[r * Dv_pad + d] = V(fma1)(p, Vt[j * Dv_pad + d], O[r * Dv_pad + d]);
                 }
         } else {
-            size_t dv_panels = Dv_pad / VL;
             KFN(gemm_block)(0, nq, 0, dv_panels, dv_panels, KFN(gemm_group)(nq), nk, 0, nk, S, BK, Vt,
-                            Dv_pad, O, Dv_pad, Dv_pad, BMF_INIT_C, NULL, 0, 0);
+                            Dv_pad, O, Dv_pad, Dv_pad, BMF_INIT_C, NULL, 0, NULL, 0);
         }
     }
+    return 0; /* (with one_product left set, no tile ran: every l is 0) */
 }
 
 /* Key-major blocks for head sizes of nd = 4 or 8 vectors (a constant at each
@@ -596,8 +620,8 @@ static void KFN(att_block)(const KFN(att_ctx) *c, size_t blk, REAL *scratch)
 {
     size_t rows = c->rows_per_item;
     REAL *m = scratch, *l = m + rows, *O = l + rows;
-    KFN(att_item)(c, blk, m, l, O, O + rows * c->Dv_pad);
-    KFN(att_write_rows)(c, blk / c->n_qblocks, blk % c->n_qblocks, l, O);
+    if (!KFN(att_item)(c, blk, m, l, O, O + rows * c->Dv_pad, 1))
+        KFN(att_write_rows)(c, blk / c->n_qblocks, blk % c->n_qblocks, l, O);
 }
 
 static void KFN(att_body)(void *arg, int tid, int nt)
@@ -642,7 +666,7 @@ static void KFN(att_body)(void *arg, int tid, int nt)
         } else {
             REAL *m = KFN(att_partial)(c, item / c->n_chunks, item % c->n_chunks);
             REAL *l = m + rows, *O = l + rows;
-            KFN(att_item)(c, item, m, l, O, scratch + part_len);
+            KFN(att_item)(c, item, m, l, O, scratch + part_len, 0);
         }
     }
     if (!c->key_major && c->n_chunks == 1) return;

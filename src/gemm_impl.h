@@ -3,7 +3,8 @@
  * AVX-512 a tall tile (16 rows x 1 panel) for the RNN's batched steps.
  * A template: kernels_impl.h includes it once per (ISA, REAL).
  *
- * C[m, n] = init[m, n] + sum_k A[m, k] * B[k, n], optionally through tanh.
+ * C[m, n] = init[m, n] + sum_k A[m, k] * B[k, n], optionally through tanh,
+ * or times a scale per row (attention's 1 / l, as the result is stored).
  * B is read as panels of VL columns, in one of two layouts:
  *  - packed (b_ld == 0): panels are grouped `group` at a time and a group's
  *    panels sit side by side for each k, so a tile reads ONE contiguous
@@ -27,7 +28,7 @@
 BMF_ALWAYS_INLINE void KFN(gemm_tile)(
     const int mr, const int nv, size_t K, const REAL *A, size_t lda,
     const REAL *Bp, size_t b_kstride, REAL *C, size_t ldc, size_t n_valid,
-    int init, const REAL *bias, int apply_tanh, int k_down)
+    int init, const REAL *bias, int apply_tanh, const REAL *row_scale, int k_down)
 {
     VEC acc[BMF_MR][BMF_NV1];
     const int whole = n_valid >= (size_t)nv * VL; /* no partial vector */
@@ -92,6 +93,12 @@ BMF_ALWAYS_INLINE void KFN(gemm_tile)(
 #pragma GCC unroll 8
             for (int v = 0; v < nv; v++) acc[r][v] = V(tanh)(acc[r][v]);
     }
+    if (row_scale) {
+#pragma GCC unroll 8
+        for (int r = 0; r < mr; r++)
+#pragma GCC unroll 8
+            for (int v = 0; v < nv; v++) acc[r][v] *= V(set1)(row_scale[r]);
+    }
 #pragma GCC unroll 8
     for (int r = 0; r < mr; r++)
 #pragma GCC unroll 8
@@ -118,13 +125,14 @@ static inline size_t KFN(gemm_group)(size_t M) { return M == 1 ? BMF_NV1 : BMF_N
  * element starts from the partial sum an earlier call left in C, and tanh
  * waits for ke == K (kb < ke, or kb == ke == 0).  A tile of several rows
  * (one chain per element) then gives the bits of one pass; a one-row tile
- * (two chains) must take [0, K). */
+ * (two chains) must take [0, K).  row_scale (NULL: none) multiplies row i
+ * of the finished sums by row_scale[i] (with ke == K, and never with tanh). */
 static void KFN(gemm_block)(size_t m0, size_t m1, size_t p0, size_t p1,
                             size_t packed_p1, size_t group, size_t K, size_t kb, size_t ke,
                             const REAL *A, size_t lda,
                             const REAL *Bp, size_t b_ld, REAL *C, size_t ldc,
                             size_t n_cols, int init, const REAL *bias,
-                            int apply_tanh, int k_down)
+                            int apply_tanh, const REAL *row_scale, int k_down)
 {
     for (size_t i = m0; i < m1; i += BMF_MR) {
         int mr = (int)(m1 - i < BMF_MR ? m1 - i : BMF_MR);
@@ -147,7 +155,7 @@ static void KFN(gemm_block)(size_t m0, size_t m1, size_t p0, size_t p1,
     case (MR_) * 16 + (NV_):                                                  \
         KFN(gemm_tile)((MR_), (NV_), ke - kb, a, lda, b, kstride, c, ldc,     \
                        n_valid, kb ? BMF_INIT_C : init, bs, ke == K && apply_tanh, \
-                       k_down);                                               \
+                       ke == K && row_scale ? row_scale + i : NULL, k_down);  \
         break;
                 switch (mr * 16 + nv) {
                     BMF_TILE(1, 1) BMF_TILE(1, 2) BMF_TILE(1, 3) BMF_TILE(1, 4)

@@ -56,7 +56,7 @@ static void KFN(rnn_projection_body)(void *arg, int tid, int nt)
     for (size_t i; (i = bmf_next_item(&c->next_rows)) < n_chunks;) {
         size_t m0 = i * chunk, m1 = m0 + chunk < rows ? m0 + chunk : rows;
         KFN(gemm_block)(m0, m1, 0, c->n_panels, c->n_panels, group, c->I, 0, c->I, c->x, c->I,
-                        c->Wx_packed, 0, c->out, c->H, c->H, BMF_INIT_BIAS, c->b, 0, 0);
+                        c->Wx_packed, 0, c->out, c->H, c->H, BMF_INIT_BIAS, c->b, 0, NULL, 0);
     }
 }
 
@@ -90,7 +90,7 @@ BMF_ALWAYS_INLINE void KFN(rnn_rows)(KFN(rnn_ctx) *c, size_t r0, size_t r1, size
                                   H, H, BMF_INIT_C, NULL, 1);
 #endif
     KFN(gemm_block)(m0, r1, p0, p1, p1, group, H, kb, ke, h_prev, H, c->Wh_packed, 0, h, H, H,
-                    BMF_INIT_C, NULL, 1, (int)(t & 1));
+                    BMF_INIT_C, NULL, 1, NULL, (int)(t & 1));
 }
 
 /* The k segments of a step: segment i is thread i's slice of units. */

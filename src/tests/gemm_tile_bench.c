@@ -46,13 +46,13 @@ int main(void)
         double t = seconds_now();
         for (size_t i = 0; i < reps; i++)
             gemm_block_f32_avx512(0, BLOCK_ROWS, 0, panels, panels, BMF_NV, HEAD, 0, HEAD, Q, HEAD,
-                                  Kp, 0, S, TILE_KEYS, TILE_KEYS, BMF_INIT_ZERO, NULL, 0, 0);
+                                  Kp, 0, S, TILE_KEYS, TILE_KEYS, BMF_INIT_ZERO, NULL, 0, NULL, 0);
         double scores = flops / (seconds_now() - t) / 1e9;
         t = seconds_now();
         for (size_t i = 0; i < reps; i++)
             gemm_block_f32_avx512(0, BLOCK_ROWS, 0, HEAD / vl, HEAD / vl, BMF_NV, TILE_KEYS, 0,
                                   TILE_KEYS, S, TILE_KEYS, V, HEAD, O, HEAD, HEAD, BMF_INIT_C, NULL,
-                                  0, 0);
+                                  0, NULL, 0);
         double pv = flops / (seconds_now() - t) / 1e9;
         printf("scores (K = %d): %6.1f GFLOP/s   P.V (K = %d): %6.1f GFLOP/s\n", HEAD, scores,
                TILE_KEYS, pv);
