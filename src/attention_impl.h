@@ -83,7 +83,8 @@ static int KFN(att_tile_masked)(const KFN(att_ctx) *c, const REAL *mask_bh,
     return 1;
 }
 
-static REAL KFN(att_exp1)(REAL x) { return V(exp)(V(set1)(x))[0]; }
+/* exp of x <= 0 (a max or score minus a larger max), one lane. */
+static REAL KFN(att_exp1)(REAL x) { return V(exp_nonpositive)(V(set1)(x))[0]; }
 
 /* Key-major P.V: keys per block (each O vector loaded and stored once).
  * No software prefetch: the hardware prefetcher follows the key-ordered
@@ -249,7 +250,7 @@ BMF_ALWAYS_INLINE VEC KFN(att_row_exp)(REAL *s, size_t nk, int plain, VEC scale,
     for (size_t col = 0; col < nk; col += VL) {
         VEC sv = V(load)(s + col);
         if (plain) sv = sv * scale; /* rounded before - mu, as the reference */
-        VEC p = V(exp)(sv - mu);
+        VEC p = V(exp_nonpositive)(sv - mu); /* sv <= mu */
         if (col == full) p = V(select)(V(iota)() + (REAL)full >= (REAL)nk, zero, p);
         vsum += p;
         if (removed_flag) p = V(select)(V(load)(removed_flag + col) != 0, neg_zero, p);
@@ -292,7 +293,7 @@ static void KFN(att_softmax_rows)(const KFN(att_ctx) *c, KFN(att_rows) *R)
         VEC m_new = V(max)(V(hmax_lanes)(acc), m_old);
         /* exp(-inf - -inf) would be NaN: a row with nothing yet uses 0. */
         VEC m_use = V(select)(m_new == minus_inf, zero, m_new);
-        VEC alpha = V(exp)(m_old - m_use);
+        VEC alpha = V(exp_nonpositive)(m_old - m_use); /* m_old <= m_use */
         alpha = V(select)(m_old == minus_inf, zero, alpha); /* nothing before: 0 exactly */
         alpha = V(select)(m_old == m_use, one, alpha);
         for (size_t r = 0; r < (size_t)VL; r++)
