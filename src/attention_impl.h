@@ -250,7 +250,9 @@ BMF_ALWAYS_INLINE VEC KFN(att_row_exp)(REAL *s, size_t nk, int plain, VEC scale,
     for (size_t col = 0; col < nk; col += VL) {
         VEC sv = V(load)(s + col);
         if (plain) sv = sv * scale; /* rounded before - mu, as the reference */
-        VEC p = V(exp_nonpositive)(sv - mu); /* sv <= mu */
+        /* sv <= mu, but for lanes past nk (cleared below), which exp's
+         * upper clamp would not have made right either */
+        VEC p = V(exp_nonpositive)(sv - mu);
         if (col == full) p = V(select)(V(iota)() + (REAL)full >= (REAL)nk, zero, p);
         vsum += p;
         if (removed_flag) p = V(select)(V(load)(removed_flag + col) != 0, neg_zero, p);
@@ -343,8 +345,8 @@ static void KFN(att_mask_bh)(const KFN(att_ctx) *c, size_t bh, const REAL **mask
  * a whole block) and at most one tile of keys, O would come from a single
  * product: that product is written straight to the output rows, each times
  * 1 / l (att_write_rows's arithmetic, so the same bits), and it returns 1;
- * unless a row has no weight (zeros, by att_write_rows) or V's tile needs
- * the skipping loop. */
+ * unless a row's weight is 0 (zeros, by att_write_rows) or NaN, or V's tile
+ * needs the skipping loop. */
 static int KFN(att_item)(const KFN(att_ctx) *c, size_t item, REAL *m, REAL *l,
                          REAL *O, REAL *scratch, int to_out)
 {
@@ -389,13 +391,14 @@ static int KFN(att_item)(const KFN(att_ctx) *c, size_t item, REAL *m, REAL *l,
         KFN(att_softmax_rows)(c, &R);
         size_t dv_panels = Dv_pad / VL;
         if (one_product) {
-            REAL inv_l[BMF_ATT_BQ];
+            /* Only positive weights: with a NaN l the product's NaN and 1/l's
+             * would meet in the other operand order than att_write_rows's,
+             * which on x86 keeps the other NaN's payload and sign. */
             int weighed = v_finite;
-            for (size_t r = 0; r < nq; r++) {
-                weighed &= l[r] != 0;
-                inv_l[r] = 1 / l[r];
-            }
+            for (size_t r = 0; r < nq; r++) weighed &= l[r] > 0;
             if (weighed) {
+                REAL inv_l[BMF_ATT_BQ];
+                for (size_t r = 0; r < nq; r++) inv_l[r] = 1 / l[r];
                 KFN(gemm_block)(0, nq, 0, dv_panels, dv_panels, KFN(gemm_group)(nq), nk, 0, nk, S, BK,
                                 Vt, Dv_pad, c->out + i0 * c->ld_v + bh * c->Dv, c->ld_v, c->Dv,
                                 BMF_INIT_ZERO, NULL, 0, inv_l, 0);

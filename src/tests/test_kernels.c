@@ -214,7 +214,8 @@ static void test_attention(size_t Lq, size_t Lk, size_t B, size_t nh, size_t Dk,
     if (mask) /* mask out every third key, and all keys of query row 1 */
         for (size_t i = 0; i < Lq; i++)
             for (size_t j = 0; j < Lk; j++) {
-                int removed = j % 3 == 0 || i == 1;
+                /* with_mask == 3: also every key of rows 0-44, a whole block and more */
+                int removed = j % 3 == 0 || i == 1 || (with_mask == 3 && i < 45);
                 if (removed) mask[i * Lk + j] = -INFINITY;
                 else if (bool_mask) mask[i * Lk + j] = 0; /* the same mask as bytes */
                 if (bool_mask) bool_mask[i * Lk + j] = !removed;
@@ -237,7 +238,8 @@ static void test_attention(size_t Lq, size_t Lk, size_t B, size_t nh, size_t Dk,
         if (nt == 1) {
             char what[96];
             snprintf(what, sizeof what, "attn Lq=%zu Lk=%zu B=%zu h=%zu Dk=%zu Dv=%zu%s%s", Lq, Lk, B,
-                     nh, Dk, Dv, with_mask == 2 ? " bool-mask" : with_mask ? " mask" : "", causal ? " causal" : "");
+                     nh, Dk, Dv, with_mask == 2 ? " bool-mask" : with_mask == 3 ? " block-mask" : with_mask ? " mask" : "",
+                     causal ? " causal" : "");
             check(what, want, got, got32, no, 1e-12, 2e-5);
             memcpy(ref64, got, no * sizeof *got);
             memcpy(ref32, got32, no * sizeof *got32);
@@ -352,6 +354,9 @@ int main(void)
         test_attention(128, 150, 2, 3, 16, 16, 1, 1); /* 1 thread: whole pairs as items; 2+: blocks */
         test_attention(1, 600, 8, 4, 64, 64, 0, 0); /* key-major: 1 group on 1 thread, more on 2+ */
         test_attention(1, 500, 8, 4, 64, 64, 0, 0); /* key-major: 1 item on 1 thread, 2 groups on 2+ */
+        test_attention(40, 0, 2, 1, 16, 16, 0, 0);  /* tiled, no keys: zeros */
+        test_attention(90, 200, 2, 1, 16, 24, 3, 0); /* one tile: a block it all removes, a row too */
+        test_attention(90, 600, 2, 1, 16, 16, 3, 1); /* ... over two tiles, causal */
     }
     bmf_set_isa(bmf_cpu_isa());
     /* Packed K and V over 32 MiB: a work buffer allocated for the call and
