@@ -60,7 +60,7 @@ typedef struct {
     REAL *K_packed;      /* tiled: per (batch, head) Lk_pad x Dk, BK-key tiles of panels */
     REAL *V_packed;      /* tiled: per (batch, head) Lk x Dv_pad, rows contiguous */
     size_t Lk_pad;       /* Lk rounded up to VL */
-    unsigned char *v_tile_finite; /* tiled: per (batch, head, key tile) */
+    unsigned char *v_tile_finite; /* tiled: per (batch, head, key tile); 1 if unasked (att_pack_tile) */
     size_t n_ktiles;
     char *scratch;
     size_t scratch_bytes; /* per thread */
@@ -615,7 +615,10 @@ static void KFN(att_pack_tile)(const KFN(att_ctx) *c, size_t u)
         memcpy(vdst + j * c->Dv_pad, vsrc + j * c->ld_v, c->Dv * sizeof(REAL));
         for (size_t d = c->Dv; d < c->Dv_pad; d++) vdst[j * c->Dv_pad + d] = 0;
     }
-    c->v_tile_finite[u] = (unsigned char)KFN(att_rows_finite)(vdst, c->Dv_pad, nk, c->Dv);
+    /* Read only where a key may be removed (att_tile_may_remove): with no
+     * mask and no causality the flag is never asked for. */
+    int may_remove = c->mask || c->bool_mask || c->causal;
+    c->v_tile_finite[u] = (unsigned char)(!may_remove || KFN(att_rows_finite)(vdst, c->Dv_pad, nk, c->Dv));
 }
 
 /* Tiled path with one key chunk: runs block blk = (batch, head, query
