@@ -18,10 +18,10 @@
  * Both apply scale, mask and causality inside the tile and update each
  * row's running max and sum (online softmax, att_softmax_rows), rescaling
  * the output accumulator.  The Lq x Lk score matrix never exists.  Work items
- * are handed out dynamically, the tiled path's each thread's own range first
- * (bmf_next_item_affine: a repeated call finds its packed K and V and its
- * output rows in its own cache); each item writes only its own rows or
- * partial slot, so who computes it does not change a bit.
+ * are handed out dynamically; on the tiled path each thread takes its own
+ * range first (bmf_next_item_affine: a repeated call finds its packed K and
+ * V and its output rows in its own cache).  Each item writes only its own
+ * rows or partial slot, so who computes it does not change a bit.
  *
  * Masks (additive, or boolean bytes read in place) and causality REMOVE keys:
  * a removed key's score is -inf whatever its K (even NaN), and a V tile with a
@@ -660,9 +660,9 @@ static void KFN(att_body)(void *arg, int tid, int nt)
     }
     /* Handed out dynamically: balances causal work (heavier for late query
      * blocks) and threads slowed by other processes.  Tiled, a thread's own
-     * range (a run of (batch, head) pairs) comes first: the pairs whose K
-     * and V it packed above (attn-8heads 0.96-0.97x of the time with
-     * first come, first served). */
+     * range (a run of (batch, head) pairs) comes first: mostly the pairs
+     * whose K and V it packed above (attn-8heads 0.96-0.97x of the time
+     * with first come, first served). */
     for (size_t item; (item = c->key_major ? bmf_next_item(&c->next_item)
                                            : bmf_next_item_affine(c->item_next, n_items, tid, nt))
                       < n_items;) {

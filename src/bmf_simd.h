@@ -488,7 +488,7 @@ BMF_ALWAYS_INLINE bmf_vd bmf_vd_exp(bmf_vd x)
     return bmf_vd_exp_in_range(bmf_vd_clamp(x, -746.0, 710.0));
 }
 
-/* (as bmf_vf_exp_nonpositive: exp's bits for every x <= 709) */
+/* (as bmf_vf_exp_nonpositive: exp's bits for every x <= 710, or NaN) */
 BMF_ALWAYS_INLINE bmf_vd bmf_vd_exp_nonpositive(bmf_vd x)
 {
     return bmf_vd_exp_in_range(bmf_vd_clamp_below(x, -746.0));
