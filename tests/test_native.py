@@ -449,6 +449,27 @@ def test_attention_bitwise_across_threads_with_nan_in_v(isa, rng, case, dtype):
         assert_bitwise_equal(bf.attention(Q, K, V, mask, num_threads=n, **kw), first)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("Lk", [150, 700], ids=["one-tile", "two-tiles"])
+def test_attention_bitwise_across_threads_with_nan_and_inf_scores(isa, rng, Lk, dtype):
+    # NaN and infinite entries in Q and K make rows whose scores hold NaN or
+    # +-inf, hence a NaN weight or max.  With one tile of keys a block's
+    # product is written straight to the output unless a row's weight is not
+    # positive; NaN payloads and signs must not depend on the thread count
+    # either way.  Lq = 90: whole (batch, head) pairs are the items on 1
+    # thread, blocks on more.
+    Lq, B, E, heads = 90, 3, 32, 2
+    Q, K, V = attention_inputs(rng, Lq, Lk, B, E, E, dtype)
+    Q[5, 0, 0] = np.nan
+    Q[50, 1, 3] = np.inf
+    K[7, 2, 1] = -np.inf
+    K[100, 0, E // 2 + 1] = np.inf
+    first = bf.attention(Q, K, V, num_heads=heads, num_threads=1)
+    assert np.isnan(first).any()
+    for n in OTHER_THREAD_COUNTS:
+        assert_bitwise_equal(bf.attention(Q, K, V, num_heads=heads, num_threads=n), first)
+
+
 def test_default_threads_give_the_same_bits(rng):
     Q, K, V = attention_inputs(rng, 64, 200, 2, 16, 16)
     one = bf.attention(Q, K, V, num_heads=2, num_threads=1)
