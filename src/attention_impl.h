@@ -18,9 +18,9 @@
  * Both apply scale, mask and causality inside the tile and update each
  * row's running max and sum (online softmax, att_softmax_rows), rescaling
  * the output accumulator.  The Lq x Lk score matrix never exists.  Work items
- * are handed out dynamically; on the tiled path each thread takes its own
- * range first (bmf_next_item_affine: a repeated call finds its packed K and
- * V and its output rows in its own cache).  Each item writes only its own
+ * are handed out dynamically, each thread taking its own range first
+ * (bmf_next_item_affine: a repeated call finds its packed K and V and its
+ * output rows in its own cache).  Each item writes only its own
  * rows or partial slot, so who computes it does not change a bit.
  *
  * Masks (additive, or boolean bytes read in place) and causality REMOVE keys:
@@ -54,7 +54,7 @@ typedef struct {
     size_t n_qblocks, n_chunks, chunk_keys, rows_per_item, Dv_pad;
     int key_major;
     int bh_major;        /* tiled, one key chunk, many (batch, head): see att_body */
-    bmf_progress *pack_next, *item_next; /* tiled: bmf_next_item_affine's counters, nt each */
+    bmf_progress *pack_next, *item_next; /* bmf_next_item_affine's counters, nt each */
     size_t group_bh, n_groups; /* key-major: (batch, head) pairs per item */
     REAL *partials;      /* per (batch, head, query block, chunk): m[rows], l[rows], O[rows][Dv_pad] */
     REAL *K_packed;      /* tiled: per (batch, head) Lk_pad x Dk, BK-key tiles of panels */
@@ -64,7 +64,7 @@ typedef struct {
     size_t n_ktiles;
     char *scratch;
     size_t scratch_bytes; /* per thread */
-    size_t next_item, next_merge; /* dynamic work counters (key-major items; merges), from 0 */
+    size_t next_merge;   /* merges: the next block to hand out, from 0 */
 } KFN(att_ctx);
 
 /* True when the mask removes every key of rows [i0, i0+nq) x keys [j0, j0+nk):
@@ -659,13 +659,11 @@ static void KFN(att_body)(void *arg, int tid, int nt)
         bmf_barrier(nt);
     }
     /* Handed out dynamically: balances causal work (heavier for late query
-     * blocks) and threads slowed by other processes.  Tiled, a thread's own
-     * range (a run of (batch, head) pairs) comes first: mostly the pairs
+     * blocks) and threads slowed by other processes.  A thread's own range
+     * (a run of (batch, head) pairs) comes first: tiled, mostly the pairs
      * whose K and V it packed above (attn-8heads 0.96-0.97x of the time
-     * with first come, first served). */
-    for (size_t item; (item = c->key_major ? bmf_next_item(&c->next_item)
-                                           : bmf_next_item_affine(c->item_next, n_items, tid, nt))
-                      < n_items;) {
+     * with first come, first served; decoding 0.95-1.00x). */
+    for (size_t item; (item = bmf_next_item_affine(c->item_next, n_items, tid, nt)) < n_items;) {
         if (c->key_major) {
             KFN(att_item_key_major)(c, item, scratch);
         } else if (c->n_chunks == 1) {
@@ -807,7 +805,7 @@ int KFN(attention)(size_t Lq, size_t Lk, size_t B, size_t heads, size_t Dk,
     size_t k_bytes = c.key_major ? 0 : n_bh * c.Lk_pad * Dk * sizeof(REAL);
     size_t v_bytes = c.key_major ? 0 : n_bh * Lk * c.Dv_pad * sizeof(REAL);
     size_t finite_bytes = c.key_major ? 0 : n_bh * c.n_ktiles;
-    size_t counter_bytes = c.key_major ? 0 : (size_t)nt * sizeof(bmf_progress);
+    size_t counter_bytes = (size_t)nt * sizeof(bmf_progress);
     unsigned char *ws = bmf_workspace_acquire(bmf_piece(scratch_bytes) + bmf_piece(partials_bytes)
                                               + bmf_piece(k_bytes) + bmf_piece(v_bytes)
                                               + bmf_piece(finite_bytes) + 2 * bmf_piece(counter_bytes));
@@ -820,12 +818,10 @@ int KFN(attention)(size_t Lq, size_t Lk, size_t B, size_t heads, size_t Dk,
         c.V_packed = bmf_carve(&next, v_bytes);
         c.v_tile_finite = bmf_carve(&next, finite_bytes);
     }
-    if (!c.key_major) {
-        c.pack_next = bmf_carve(&next, counter_bytes);
-        c.item_next = bmf_carve(&next, counter_bytes);
-        memset(c.pack_next, 0, counter_bytes);
-        memset(c.item_next, 0, counter_bytes);
-    }
+    c.pack_next = bmf_carve(&next, counter_bytes);
+    c.item_next = bmf_carve(&next, counter_bytes);
+    memset(c.pack_next, 0, counter_bytes);
+    memset(c.item_next, 0, counter_bytes);
     bmf_parallel(nt, KFN(att_body), &c);
     bmf_workspace_release(ws);
     return 0;

@@ -95,7 +95,6 @@ int main(int argc, char **argv)
         a = data(d[0] * d[2] * d[3], 1);
         b = data(d[1] * d[2] * d[3], 1);
         c = data(d[1] * d[2] * d[3], 1);
-        out = data(d[0] * d[2] * d[3], 0);
     } else { /* x, h0, Wx, Wh, b, out */
         a = data(d[0] * d[1] * d[2], 1);
         b = data(d[1] * d[3], 1);
@@ -103,14 +102,16 @@ int main(int argc, char **argv)
         w2 = data(d[3] * d[3], 0.05f);
         bias = data(d[3], 0.1f);
         c = NULL;
-        out = data(d[0] * d[1] * d[3], 0);
     }
+    size_t n_out = attention ? d[0] * d[2] * d[3] : d[0] * d[1] * d[3];
     if (getenv("AB_OUT_SHIFT")) { /* out at this many elements past a 64-byte boundary */
-        size_t n = attention ? d[0] * d[2] * d[3] : d[0] * d[1] * d[3], shift = (size_t)atoi(getenv("AB_OUT_SHIFT"));
+        size_t shift = (size_t)atoi(getenv("AB_OUT_SHIFT"));
         void *base;
-        if (posix_memalign(&base, 64, (n + shift) * elt + 64)) return 1;
-        memset(base, 0, (n + shift) * elt);
+        if (posix_memalign(&base, 64, (n_out + shift) * elt + 64)) return 1;
+        memset(base, 0, (n_out + shift) * elt);
         out = (char *)base + shift * elt;
+    } else {
+        out = data(n_out, 0);
     }
     const char *spinner_env = getenv("AB_SPINNER");
     double spin_seconds = spinner_env ? atof(spinner_env) : 0;
