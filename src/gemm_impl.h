@@ -225,17 +225,33 @@ static void KFN(pack_panels)(const REAL *W, size_t ldw, size_t N, size_t K,
  * bytes a cycle, so it costs max(2 mr, 8); 16 rows of tall tiles cost 32 at
  * FMA peak, 33 as measured (rnn-batch64's 64 rows: 3-4% slower in tall tiles,
  * 132 against 128 here).  Tall tiles pay where 5-row tiles leave a small
- * remainder among few rows: rnn-batch16 (5 + 5 + 5 + 1 rows: 38 against 33)
+ * remainder among few rows: rnn-batch16 (5 + 5 + 3 + 3 rows: 36 against 33)
  * and B = 32 (68 against 66). */
-static inline size_t KFN(gemm_tiles_cost)(size_t rows) /* gemm_block's tiles, as above */
+static inline size_t KFN(gemm_tiles_cost)(size_t rows) /* gemm_rows' tiles, as above */
 {
     size_t rest = rows % BMF_MR;
+    if (rows > 1 && rest == 1) return (rows / BMF_MR - 1) * 2 * BMF_MR + 2 * 8; /* ..., 3 + 3 */
     return rows / BMF_MR * 2 * BMF_MR + (rest ? (2 * rest > 8 ? 2 * rest : 8) : 0);
 }
 static inline int KFN(gemm_tall_pays)(size_t M)
 {
     return M >= BMF_MR_TALL
            && M / BMF_MR_TALL * 33 + KFN(gemm_tiles_cost)(M % BMF_MR_TALL) < KFN(gemm_tiles_cost)(M);
+}
+
+/* How many of M (>= 2) rows, from the first, gemm_block_tall takes: whole
+ * 16-row blocks where they pay, then one 8-row block (tiles of 8 rows x 2
+ * panels) for a remainder of 8 to 15 rows, unless that would leave a lone
+ * row.  8 rows in one block instead of 5 + 3 rows: 0.87x of the time
+ * (ab_kernels rnn "200 8 128 256", one thread), as B streams from L2 once,
+ * not twice. */
+static inline size_t KFN(gemm_tall_rows)(size_t M)
+{
+    size_t tall = KFN(gemm_tall_pays)(M) ? M / BMF_MR_TALL * BMF_MR_TALL : 0;
+    size_t rest = M - tall;
+    if (rest >= BMF_MR_TALL / 2 && rest < BMF_MR_TALL && rest != BMF_MR_TALL / 2 + 1)
+        tall += BMF_MR_TALL / 2;
+    return tall;
 }
 
 /* The tall tile: BMF_MR_TALL rows x ONE panel, for products with few rows
@@ -248,35 +264,69 @@ static inline int KFN(gemm_tall_pays)(size_t M)
  * the last for a lone row).  Each element is one chain over k from its init,
  * as in gemm_tile.  Not inlined: inside gemm_block the compiler spilled an
  * accumulator to the stack and back at every k. */
+BMF_ALWAYS_INLINE void KFN(gemm_tile_tall_any)(
+    const int rows, const int nv, size_t K, const REAL *Ap, size_t a_kstride, const REAL *Bp,
+    size_t b_kstride, REAL *C, size_t ldc, size_t n_valid, int init, const REAL *bias,
+    int apply_tanh)
+{
+    VEC acc[BMF_MR_TALL][2];
+    size_t left[2];
+    for (int v = 0; v < nv; v++)
+        left[v] = n_valid > (size_t)v * VL ? (n_valid - (size_t)v * VL < VL ? n_valid - (size_t)v * VL : VL) : 0;
+#pragma GCC unroll 16
+    for (int r = 0; r < rows; r++)
+        for (int v = 0; v < nv; v++)
+            acc[r][v] = init == BMF_INIT_C      ? V(load_partial)(C + r * ldc + (size_t)v * VL, left[v])
+                        : init == BMF_INIT_BIAS ? V(load_partial)(bias + (size_t)v * VL, left[v])
+                                                : V(set1)(0);
+    for (size_t k = 0; k < K; k++) {
+        VEC b[2];
+        for (int v = 0; v < nv; v++) b[v] = V(load)(Bp + k * b_kstride + (size_t)v * VL);
+#pragma GCC unroll 16
+        for (int r = 0; r < rows; r++) {
+            VEC a = V(set1)(Ap[k * a_kstride + r]);
+            for (int v = 0; v < nv; v++) acc[r][v] = V(fma)(a, b[v], acc[r][v]);
+        }
+    }
+#pragma GCC unroll 16
+    for (int r = 0; r < rows; r++)
+        for (int v = 0; v < nv; v++) {
+            if (apply_tanh) acc[r][v] = V(tanh)(acc[r][v]);
+            if (left[v]) V(store_partial)(C + r * ldc + (size_t)v * VL, acc[r][v], left[v]);
+        }
+}
 __attribute__((noinline)) static void KFN(gemm_tile_tall)(
     size_t K, const REAL *Ap, const REAL *Bp, size_t b_kstride, REAL *C, size_t ldc,
     size_t n_valid, int init, const REAL *bias, int apply_tanh)
 {
-    VEC acc[BMF_MR_TALL];
-    size_t left = n_valid < VL ? n_valid : VL;
-    for (int r = 0; r < BMF_MR_TALL; r++)
-        acc[r] = init == BMF_INIT_C      ? V(load_partial)(C + r * ldc, left)
-                 : init == BMF_INIT_BIAS ? V(load_partial)(bias, left)
-                                         : V(set1)(0);
-    for (size_t k = 0; k < K; k++) {
-        VEC b = V(load)(Bp + k * b_kstride);
-#pragma GCC unroll 16
-        for (int r = 0; r < BMF_MR_TALL; r++) acc[r] = V(fma)(V(set1)(Ap[k * BMF_MR_TALL + r]), b, acc[r]);
-    }
-#pragma GCC unroll 16
-    for (int r = 0; r < BMF_MR_TALL; r++) {
-        if (apply_tanh) acc[r] = V(tanh)(acc[r]);
-        V(store_partial)(C + r * ldc, acc[r], left);
-    }
+    KFN(gemm_tile_tall_any)(BMF_MR_TALL, 1, K, Ap, BMF_MR_TALL, Bp, b_kstride, C, ldc, n_valid,
+                            init, bias, apply_tanh);
+}
+#define BMF_HALF_TALL (BMF_MR_TALL / 2)
+#define BMF_HALF_KSTRIDE ((BMF_HALF_TALL + VL - 1) / VL * VL)
+__attribute__((noinline)) static void KFN(gemm_tile_half2)(
+    size_t K, const REAL *Ap, const REAL *Bp, size_t b_kstride, REAL *C, size_t ldc,
+    size_t n_valid, int init, const REAL *bias, int apply_tanh)
+{
+    KFN(gemm_tile_tall_any)(BMF_HALF_TALL, 2, K, Ap, BMF_HALF_KSTRIDE, Bp, b_kstride, C, ldc,
+                            n_valid, init, bias, apply_tanh);
+}
+__attribute__((noinline)) static void KFN(gemm_tile_half1)(
+    size_t K, const REAL *Ap, const REAL *Bp, size_t b_kstride, REAL *C, size_t ldc,
+    size_t n_valid, int init, const REAL *bias, int apply_tanh)
+{
+    KFN(gemm_tile_tall_any)(BMF_HALF_TALL, 1, K, Ap, BMF_HALF_KSTRIDE, Bp, b_kstride, C, ldc,
+                            n_valid, init, bias, apply_tanh);
 }
 
-/* gemm_block's product for the rows [m0, m0 + 16 j) in tall tiles (the
- * arguments as gemm_block's, B packed; k_down does not apply); returns the
- * first row it left, for gemm_block; k in [kb, ke) as there.  K is taken
- * in slices whose packed A (16 KiB) stays in L1 beside the B panel it
- * meets; between slices the partial sums wait in C, exactly, so each
- * element's chain is the same as in one pass.  Flattened so that pack_panels is inlined here: called, it made
- * rnn-batch16 1.02-1.05x slower (gemm_tile_tall stays a call: noinline). */
+/* gemm_block's product for the rows [m0, m1) in tall tiles (16-row blocks,
+ * then one 8-row block where 8 or more rows are left; the arguments as
+ * gemm_block's, B packed; k_down does not apply); returns the first row it
+ * left, for gemm_block; k in [kb, ke) as there.  K is taken in slices whose
+ * packed A (16 KiB) stays in L1 beside the B panels it meets; between slices
+ * the partial sums wait in C, exactly, so each element's chain is the same
+ * as in one pass.  Flattened so that pack_panels is inlined here: called, it
+ * made rnn-batch16 1.02-1.05x slower (the tiles stay calls: noinline). */
 __attribute__((flatten)) static size_t KFN(gemm_block_tall)(size_t m0, size_t m1, size_t p0, size_t p1,
                                    size_t packed_p1, size_t group, size_t K, size_t kb, size_t ke,
                                    const REAL *A, size_t lda, const REAL *Bp, REAL *C,
@@ -286,26 +336,60 @@ __attribute__((flatten)) static size_t KFN(gemm_block_tall)(size_t m0, size_t m1
     enum { KC = 16384 / (BMF_MR_TALL * sizeof(REAL)) }; /* a multiple of VL */
     REAL Ap[KC * BMF_MR_TALL] __attribute__((aligned(64)));
     size_t i = m0;
-    for (; i + BMF_MR_TALL <= m1; i += BMF_MR_TALL)
+    while (i + BMF_HALF_TALL <= m1) {
+        int full = i + BMF_MR_TALL <= m1;
+        size_t rows = full ? BMF_MR_TALL : BMF_HALF_TALL;
+        size_t a_kstride = full ? BMF_MR_TALL : BMF_HALF_KSTRIDE; /* whole panels */
         for (size_t k0 = kb; k0 == 0 || k0 < ke; k0 += KC) {
             size_t kc = ke - k0 < KC ? ke - k0 : KC;
-            /* the 16 rows' slice as ONE group of 16 / VL panels: Ap[k * 16 + r] */
-            KFN(pack_panels)(A + i * lda + k0, lda, BMF_MR_TALL, kc, 0, BMF_MR_TALL / VL,
-                             BMF_MR_TALL / VL, 1, Ap);
+            /* the block's slice as ONE group of panels: Ap[k * a_kstride + r] */
+            KFN(pack_panels)(A + i * lda + k0, lda, rows, kc, 0, a_kstride / VL, a_kstride / VL,
+                             1, Ap);
             int first = k0 == 0, last = k0 + kc >= K;
             for (size_t g = p0; g < p1; g += group) {
                 size_t width = p1 - g < group ? p1 - g : group;
                 size_t laid = packed_p1 - g < group ? packed_p1 - g : group;
                 const REAL *bg = Bp + g * K * VL + k0 * laid * VL;
-                for (size_t v = 0; v < width; v++) {
+                for (size_t v = 0; v < width; v += full ? 1 : 2) {
                     size_t col = (g + v) * VL;
-                    KFN(gemm_tile_tall)(kc, Ap, bg + v * VL, laid * VL, C + i * ldc + col, ldc,
-                                        n_cols > col ? n_cols - col : 0,
-                                        first ? init : BMF_INIT_C, bias ? bias + col : NULL,
-                                        last && apply_tanh);
+                    (full               ? KFN(gemm_tile_tall)
+                     : v + 1 < width ? KFN(gemm_tile_half2)
+                                         : KFN(gemm_tile_half1))(
+                        kc, Ap, bg + v * VL, laid * VL, C + i * ldc + col, ldc,
+                        n_cols > col ? n_cols - col : 0, first ? init : BMF_INIT_C,
+                        bias ? bias + col : NULL, last && apply_tanh);
                 }
             }
         }
+        i += rows;
+    }
     return i;
 }
+
 #endif
+
+/* Rows [m0, m1) of gemm_block's product (B packed, k_down off) in tiles of
+ * several rows only, so that every element is ONE chain over k, whatever
+ * the range: the rows before the tiles' lone last row would be are split
+ * (6 rows as 3 + 3 for 5-row tiles).  Only a range of one row takes a
+ * one-row tile (two chains; k in [0, K) then). */
+static void KFN(gemm_rows)(size_t m0, size_t m1, size_t p0, size_t p1, size_t packed_p1,
+                           size_t group, size_t K, size_t kb, size_t ke, const REAL *A,
+                           size_t lda, const REAL *Bp, REAL *C, size_t ldc, size_t n_cols,
+                           int init, const REAL *bias, int apply_tanh)
+{
+    size_t m = m0;
+#if BMF_MR_TALL
+    if (m1 - m0 >= 2)
+        m = KFN(gemm_block_tall)(m0, m0 + KFN(gemm_tall_rows)(m1 - m0), p0, p1, packed_p1, group, K,
+                                 kb, ke, A, lda, Bp, C, ldc, n_cols, init, bias, apply_tanh);
+#endif
+    size_t rest = m1 - m, cut = m1;
+    if (rest > 1 && rest % BMF_MR == 1) cut = m1 - (BMF_MR + 1); /* then two tiles */
+    size_t halves[3] = {cut, cut + (m1 - cut) / 2, m1};
+    KFN(gemm_block)(m, cut, p0, p1, packed_p1, group, K, kb, ke, A, lda, Bp, 0, C, ldc, n_cols,
+                    init, bias, apply_tanh, NULL, 0);
+    for (int h = 0; h < 2; h++)
+        KFN(gemm_block)(halves[h], halves[h + 1], p0, p1, packed_p1, group, K, kb, ke, A, lda, Bp,
+                        0, C, ldc, n_cols, init, bias, apply_tanh, NULL, 0);
+}

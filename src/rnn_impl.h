@@ -51,28 +51,23 @@ static void KFN(rnn_projection_body)(void *arg, int tid, int nt)
         KFN(pack_panels)(c->Wx, c->I, c->H, c->I, g0 * group, p1, group, 1, c->Wx_packed);
     bmf_barrier(nt);
     /* Chunks of whole tiles (only the last one ragged), handed out
-     * dynamically: a thread slowed by another process takes fewer. */
-    size_t chunk = BMF_RNN_PROJECTION_TILES * BMF_MR, n_chunks = (rows + chunk - 1) / chunk;
+     * dynamically: a thread slowed by another process takes fewer.  In
+     * gemm_rows' tiles, each element is one chain over k whatever the chunk
+     * (the batch split computes the same sums a step at a time). */
+    size_t chunk = BMF_RNN_PROJECTION_TILES * BMF_MR, n_chunks = rows / chunk ? rows / chunk : 1;
     for (size_t i; (i = bmf_next_item(&c->next_rows)) < n_chunks;) {
-        size_t m0 = i * chunk, m1 = m0 + chunk < rows ? m0 + chunk : rows;
-        KFN(gemm_block)(m0, m1, 0, c->n_panels, c->n_panels, group, c->I, 0, c->I, c->x, c->I,
-                        c->Wx_packed, 0, c->out, c->H, c->H, BMF_INIT_BIAS, c->b, 0, NULL, 0);
+        size_t m0 = i * chunk, m1 = i + 1 < n_chunks ? m0 + chunk : rows; /* the last: the rest */
+        KFN(gemm_rows)(m0, m1, 0, c->n_panels, c->n_panels, group, c->I, 0, c->I, c->x, c->I,
+                       c->Wx_packed, c->out, c->H, c->H, BMF_INIT_BIAS, c->b, 0);
     }
 }
 
-/* The step's rows in tiles of more than one row, [0, multi): each of their
- * elements is ONE chain over k (gemm_impl.h), so it can be summed in
- * segments of k, its partial sum waiting in out[t] (the same bits as in one
- * pass).  A lone last row [multi, B), a one-row tile of two chains, is
- * summed whole. */
-static size_t KFN(rnn_multi_rows)(size_t B)
-{
-    size_t tall = 0;
-#if BMF_MR_TALL
-    if (KFN(gemm_tall_pays)(B)) tall = B / BMF_MR_TALL * BMF_MR_TALL;
-#endif
-    return (B - tall) % BMF_MR == 1 ? B - 1 : B;
-}
+/* The step's rows summed as ONE chain per element, [0, multi): all of them
+ * (gemm_rows' tiles), but for a lone sequence, whose one-row tile takes two
+ * chains (the same bits either way, as long as each row's tiles depend on
+ * the shape only).  Such sums can be taken in segments of k, their partial
+ * sums waiting in out[t] (the same bits as in one pass). */
+static size_t KFN(rnn_multi_rows)(size_t B) { return B >= 2 ? B : 0; }
 
 /* Rows [r0, r1) of step t for the panels [p0, p1) of hidden units, summed
  * over k in [kb, ke) (tanh once ke == H). */
@@ -83,14 +78,12 @@ BMF_ALWAYS_INLINE void KFN(rnn_rows)(KFN(rnn_ctx) *c, size_t r0, size_t r1, size
     if (r0 >= r1 || p0 >= p1) return;
     const REAL *h_prev = t == 0 ? c->h0 : c->out + (t - 1) * step;
     REAL *h = c->out + t * step;
-    size_t m0 = r0; /* the rows before m0 in tall tiles, if they pay for this batch */
-#if BMF_MR_TALL
-    if (r0 == 0 && KFN(gemm_tall_pays)(c->B))
-        m0 = KFN(gemm_block_tall)(0, r1, p0, p1, p1, group, H, kb, ke, h_prev, H, c->Wh_packed, h,
-                                  H, H, BMF_INIT_C, NULL, 1);
-#endif
-    KFN(gemm_block)(m0, r1, p0, p1, p1, group, H, kb, ke, h_prev, H, c->Wh_packed, 0, h, H, H,
-                    BMF_INIT_C, NULL, 1, NULL, (int)(t & 1));
+    if (r1 - r0 == 1) /* a lone sequence */
+        KFN(gemm_block)(r0, r1, p0, p1, p1, group, H, kb, ke, h_prev, H, c->Wh_packed, 0, h, H, H,
+                        BMF_INIT_C, NULL, 1, NULL, (int)(t & 1));
+    else
+        KFN(gemm_rows)(r0, r1, p0, p1, p1, group, H, kb, ke, h_prev, H, c->Wh_packed, h, H, H,
+                       BMF_INIT_C, NULL, 1);
 }
 
 /* The k segments of a step: segment i is thread i's slice of units. */
@@ -233,6 +226,48 @@ static void KFN(rnn_recurrence_body)(void *arg, int tid, int nt)
     }
 }
 
+/* The batch split: thread tid runs every step of its own batch rows, over
+ * all hidden units.  Rows never depend on other rows, so the threads never
+ * wait for each other after Wh is packed; each reads all of Wh at every
+ * step, from its own L2 (hence only for a small Wh: rnn_split_rows).  Its
+ * rows are pairs [2 b0, 2 b1) (the last thread also takes an odd last row),
+ * in gemm_rows' tiles: one chain per element, the bits of the unit split. */
+static void KFN(rnn_batch_split_body)(void *arg, int tid, int nt)
+{
+    KFN(rnn_ctx) *c = arg;
+    size_t H = c->H, I = c->I, B = c->B, step = B * H, group = KFN(gemm_group)(B);
+    size_t n_panels = c->n_panels, b0, b1, g0, g1;
+    bmf_split_range(B / 2, tid, nt, &b0, &b1);
+    size_t r0 = 2 * b0, r1 = tid == nt - 1 ? B : 2 * b1;
+    /* Wx and Wh packed in whole groups per thread, the layout of one pass */
+    bmf_split_range((n_panels + group - 1) / group, tid, nt, &g0, &g1);
+    size_t q0 = g0 * group, q1 = g1 * group < n_panels ? g1 * group : n_panels;
+    if (q0 < q1) {
+        KFN(pack_panels)(c->Wx, I, H, I, q0, q1, group, 1, c->Wx_packed);
+        KFN(pack_panels)(c->Wh, H, H, H, q0, q1, group, 1, c->Wh_packed);
+    }
+    bmf_barrier(nt);
+    for (size_t t = 0; t < c->T; t++) {
+        REAL *h = c->out + t * step;
+        /* the step's input projection for these rows (its sums as in
+         * rnn_projection_body's), still in L1 for the step */
+        KFN(gemm_rows)(r0, r1, 0, n_panels, n_panels, group, I, 0, I, c->x + t * B * I, I,
+                       c->Wx_packed, h, H, H, BMF_INIT_BIAS, c->b, 0);
+        KFN(gemm_rows)(r0, r1, 0, n_panels, n_panels, group, H, 0, H, t ? h - step : c->h0, H,
+                       c->Wh_packed, h, H, H, BMF_INIT_C, NULL, 1);
+    }
+}
+
+/* Whether nt threads split the batch rather than the hidden units: each
+ * thread gets 8 rows or more (its tiles then read Wh from L2 no more often
+ * than the unit split's), and all of Wh fits each core's L2 beside the
+ * rest (512 KiB: f32 H <= 362, f64 H <= 256). */
+#define BMF_RNN_BATCH_SPLIT_MAX_WH_BYTES (512u << 10)
+static int KFN(rnn_split_rows)(size_t B, size_t H, int nt)
+{
+    return nt >= 2 && B >= 8 * (size_t)nt && H * H * sizeof(REAL) <= BMF_RNN_BATCH_SPLIT_MAX_WH_BYTES;
+}
+
 /* A lone sequence (B == 1) with few hidden units: one thread (the step
  * cannot repay a second), and its step's product is short enough that the
  * latency of its FMA chains, not their number, sets its time.  So each
@@ -325,11 +360,15 @@ int KFN(rnn)(size_t T, size_t B, size_t I, size_t H, const REAL *x,
     c.progress = bmf_carve(&next, progress_bytes);
     memset(c.progress, 0, progress_bytes);
     c.claims = c.progress + nt;
-    bmf_parallel(nt_proj, KFN(rnn_projection_body), &c);
-    if (B == 1 && step_work == 1 && n_panels <= BMF_RNN_LONE_MAX_PANELS)
-        KFN(rnn_lone)(&c); /* by the shape alone: one thread at any n_threads */
-    else
-        bmf_parallel(nt, KFN(rnn_recurrence_body), &c);
+    if (KFN(rnn_split_rows)(B, H, nt)) {
+        bmf_parallel(nt, KFN(rnn_batch_split_body), &c); /* the projection too */
+    } else {
+        bmf_parallel(nt_proj, KFN(rnn_projection_body), &c);
+        if (B == 1 && step_work == 1 && n_panels <= BMF_RNN_LONE_MAX_PANELS)
+            KFN(rnn_lone)(&c); /* by the shape alone: one thread at any n_threads */
+        else
+            bmf_parallel(nt, KFN(rnn_recurrence_body), &c);
+    }
     bmf_workspace_release(ws);
     return 0;
 }

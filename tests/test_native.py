@@ -369,7 +369,14 @@ def test_attention_zero_sizes(isa, rng, shape, dtype):
 DETERMINISM_RNN = {"H257": (6, 4, 20, 257), "B64": (3, 64, 8, 70),
                    "B21-H300": (3, 21, 5, 300), "B1-H64": (30, 1, 64, 64),
                    # steps summed in segments (H a multiple of a cache line)
-                   "B16-H128": (8, 16, 5, 128), "B11-H192": (5, 11, 9, 192)}
+                   "B16-H128": (8, 16, 5, 128), "B11-H192": (5, 11, 9, 192),
+                   # 8-row tall block, then 4 rows, in segments (AVX-512)
+                   "B12-H128": (5, 12, 3, 128),
+                   # Wh too big for the batch split: tall 16-row tiles in segments
+                   "B16-H384": (3, 16, 2, 384),
+                   # the batch split on 2 threads: an odd last row, an odd panel
+                   # count (8-row tiles of 2 panels, then 1), no input
+                   "B17-H40": (4, 17, 3, 40), "B16-H257-I0": (3, 16, 0, 257)}
 DETERMINISM_ATTENTION = {    # Lq, Lk, B, E, Ev, heads, causal, mask form
     "tiles": (200, TILED_LK, 2, 32, 32, 2, True, "tiles"),
     "split-keys": (1, 3000, 1, 16, 16, 1, False, None),

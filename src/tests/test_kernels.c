@@ -306,11 +306,11 @@ static void test_rnn_take_over(void)
     bmf_rnn_takeover_seconds = 0;
     for (int rep = 0; rep < 3; rep++) {
         test_rnn(60, 1, 3, 257);  /* one-row steps */
-        test_rnn(30, 20, 5, 100); /* batched steps */
-        test_rnn(30, 16, 5, 100); /* batched steps in tall tiles (AVX-512) */
-        test_rnn(30, 16, 5, 128); /* ... in segments (out on a line) */
-        test_rnn(30, 6, 5, 96);   /* in segments, then a lone row (AVX-512: 5 + 1 rows) */
-        test_rnn(30, 9, 5, 96);   /* ... (AVX2, baseline: 4 + 4 + 1 rows) */
+        test_rnn(30, 7, 5, 100);  /* batched steps */
+        test_rnn(30, 16, 5, 390); /* batched steps in tall tiles (AVX-512), one pass */
+        test_rnn(30, 16, 5, 384); /* ... in segments (out on a line) */
+        test_rnn(30, 6, 5, 96);   /* in segments (AVX-512: 3 + 3 rows) */
+        test_rnn(30, 9, 5, 96);   /* ... (AVX2, baseline: 4 + 2 + 3 rows) */
     }
     bmf_rnn_takeover_seconds = patience;
 }
@@ -333,9 +333,13 @@ int main(void)
         test_rnn(2, 37, 3, 40);  /* tall tiles, then 5-row tiles */
         test_rnn(3, 21, 5, 300); /* tall tiles, then 5 rows: pytest's case that gcc 13 failed */
         test_rnn(0, 2, 3, 4);
-        test_rnn(6, 16, 3, 128); /* steps in segments (on 2+ threads): tall tiles */
-        test_rnn(5, 11, 9, 192); /* segments: 5-row tiles, then a lone row summed whole (AVX-512) */
-        test_rnn(4, 33, 2, 64);  /* segments: 6 x 5 + 3 rows (AVX-512), 8 x 4 + 1 (AVX2, baseline) */
+        test_rnn(3, 16, 3, 384); /* steps in segments (on 2+ threads): tall tiles */
+        test_rnn(5, 11, 9, 192); /* segments: an 8-row tall block + 3 rows (AVX-512), 4 + 4 + 3 */
+        test_rnn(4, 6, 2, 64);   /* segments: 3 + 3 rows, not 5 + 1 (AVX-512); 4 + 2 */
+        test_rnn(4, 9, 2, 64);   /* segments: 5 + 4 rows; 4 + 2 + 3, not 4 + 4 + 1 (AVX2, baseline) */
+        test_rnn(6, 16, 3, 128); /* the batch split (on 2 threads): 8 rows each */
+        test_rnn(4, 33, 2, 40);  /* the batch split: an odd last row, 5 panels (f32 AVX-512) */
+        test_rnn(3, 16, 0, 17);  /* the batch split with no input */
         test_rnn(9, 1, 70, 50);  /* a lone sequence, few units (rnn_lone): 4 panels, I > H */
         test_rnn(7, 1, 3, 31);   /* rnn_lone: H not a multiple of 4 chains or of VL */
         test_rnn(6, 1, 7, 13);   /* rnn_lone at every level (baseline float32: 4 panels) */
