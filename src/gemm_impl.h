@@ -262,8 +262,11 @@ static inline size_t KFN(gemm_tall_rows)(size_t M)
  * one vector of B: a 16-row block streams its B panels from L2 once, where
  * 5-row tiles stream them once per tile (rnn-batch16's 16 rows: 4 times,
  * the last for a lone row).  Each element is one chain over k from its init,
- * as in gemm_tile.  Not inlined: inside gemm_block the compiler spilled an
- * accumulator to the stack and back at every k. */
+ * as in gemm_tile.  The same code makes the 8-row tiles of 2 panels (or 1,
+ * for an odd last panel) of an 8-row block: 8 broadcasts and 2 loads per 16
+ * FMAs.  Each shape is a function of its own, not inlined: inside
+ * gemm_block the compiler spilled an accumulator to the stack and back at
+ * every k. */
 BMF_ALWAYS_INLINE void KFN(gemm_tile_tall_any)(
     const int rows, const int nv, size_t K, const REAL *Ap, size_t a_kstride, const REAL *Bp,
     size_t b_kstride, REAL *C, size_t ldc, size_t n_valid, int init, const REAL *bias,
@@ -302,6 +305,8 @@ __attribute__((noinline)) static void KFN(gemm_tile_tall)(
     KFN(gemm_tile_tall_any)(BMF_MR_TALL, 1, K, Ap, BMF_MR_TALL, Bp, b_kstride, C, ldc, n_valid,
                             init, bias, apply_tanh);
 }
+/* The 8-row block: its rows packed k-major in whole panels (float32: 16
+ * lanes a k, the last 8 of them zeros) */
 #define BMF_HALF_TALL (BMF_MR_TALL / 2)
 #define BMF_HALF_KSTRIDE ((BMF_HALF_TALL + VL - 1) / VL * VL)
 __attribute__((noinline)) static void KFN(gemm_tile_half2)(
@@ -369,10 +374,10 @@ __attribute__((flatten)) static size_t KFN(gemm_block_tall)(size_t m0, size_t m1
 #endif
 
 /* Rows [m0, m1) of gemm_block's product (B packed, k_down off) in tiles of
- * several rows only, so that every element is ONE chain over k, whatever
- * the range: the rows before the tiles' lone last row would be are split
- * (6 rows as 3 + 3 for 5-row tiles).  Only a range of one row takes a
- * one-row tile (two chains; k in [0, K) then). */
+ * several rows only, so that every element is ONE chain over k whichever
+ * rows a caller passes: where 5-row tiles would end on a lone row, the
+ * last 6 rows go as 3 + 3 (on AVX2 and the baseline, 5 as 2 + 3).  Only a
+ * range of one row takes a one-row tile (two chains; k in [0, K) then). */
 static void KFN(gemm_rows)(size_t m0, size_t m1, size_t p0, size_t p1, size_t packed_p1,
                            size_t group, size_t K, size_t kb, size_t ke, const REAL *A,
                            size_t lda, const REAL *Bp, REAL *C, size_t ldc, size_t n_cols,

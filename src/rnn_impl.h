@@ -1,14 +1,21 @@
 /* rnn_impl.h: the Elman tanh RNN forward, h_t = tanh(x_t Wx^T + h_{t-1} Wh^T + b).
  * A template: kernels_impl.h includes it once per (ISA, REAL).
  *
- * 1. Input projection for every step at once, written straight into out:
- *    out[t, b, :] = x[t, b, :] Wx^T + b (one blocked matrix product, rows
- *    handed out to the threads in chunks, dynamically).
- * 2. The recurrence in ONE parallel region for the whole sequence (the
+ * 1. Input projection, out[t, b, :] = x[t, b, :] Wx^T + b, written straight
+ *    into out: for every step at once (one blocked matrix product, rows
+ *    handed out to the threads in chunks, dynamically), or a step at a time
+ *    in the batch split below.
+ * 2. The recurrence in ONE parallel region for the whole sequence, split
+ *    among the threads in one of two ways:
+ *  - By batch rows (rnn_batch_split_body), where each thread gets 8 rows or
+ *    more and all of Wh fits its L2: each thread runs every step of its own
+ *    rows, input projection included, and never waits for another.
+ *  - Otherwise by hidden units (rnn_recurrence_body; the
  *    "persistent RNN"): thread j owns the same panels of hidden units at every
  *    step, packs its rows of Wh once so they stay in its cache, and computes
  *    out[t][:, its units] = tanh(out[t] + out[t-1] Wh^T) for every batch row
- *    (on AVX-512, batches such as 16 or 32 rows in tall tiles: gemm_impl.h).
+ *    (on AVX-512, batches of 8 to 15 rows or such as 16 or 32 in tall tiles:
+ *    gemm_impl.h).
  *    Before it reads the other threads' units of out[t-1] it waits for their
  *    progress counters.  No barrier is needed: out[t] is a fresh row at every
  *    step, so nothing is overwritten that another thread may still read.
@@ -16,12 +23,16 @@
  *    own (rnn_lines_apart), the sums of a step's rows in multi-row tiles
  *    run over k in segments, one per thread's units, in k order: a thread
  *    waits for the later threads only when it reaches their segments
- *    (rnn_recurrence_body; a lone last row is summed whole at the end).
+ *    (rnn_recurrence_body; a lone sequence's row, two chains, is summed whole).
  *    A thread that waits too long for another (whose core another process or
  *    pool has taken) takes over every thread's remaining steps; a step of a
  *    thread's slice is claimed before it is run, so each runs exactly once,
  *    with the same tiles whoever runs it (the same bits).
- * The thread count is cut to what the work per step repays.
+ * The thread count is cut to what the work per step repays.  Both splits
+ * sum each element as one chain over k, projection then recurrence
+ * (gemm_rows' tiles; only a lone sequence, never split by rows, takes the
+ * one-row tile's two chains), so the bits are the same whichever split a
+ * thread count takes.
  * 3. A lone sequence with few hidden units (rnn_lone) runs its steps on one
  *    thread after the same projection, each sum in four chains.
  */
