@@ -1,6 +1,7 @@
 /* gemm_impl.h: the register-blocked matrix-product tile shared by the RNN
  * (input projection and recurrence) and attention (scores and P.V), and on
- * AVX-512 a tall tile (16 rows x 1 panel) for the RNN's batched steps.
+ * AVX-512 tall tiles (16 rows x 1 panel, 8 rows x 2) for the RNN's batched
+ * steps.
  * A template: kernels_impl.h includes it once per (ISA, REAL).
  *
  * C[m, n] = init[m, n] + sum_k A[m, k] * B[k, n], optionally through tanh,
@@ -17,10 +18,12 @@
  * Every element of C is one chain of multiply-adds over k = 0, 1, ..., K-1
  * from its init value, or in a one-row tile two chains (even and odd k)
  * added at the end; with k_down a one-row tile runs both chains from the
- * top k down instead.  Which tile a row falls in depends on the shape only
- * (rows are tiled from the first, panels are split among threads; whether
- * the first rows take tall tiles depends on the row count), so results are
- * bitwise independent of the thread count.
+ * top k down instead.  Which tile a row falls in depends on the rows a
+ * caller passes (for the RNN's batch split, each thread's own), but only
+ * whether a row is summed alone depends on anything, and that on the shape
+ * only (a product of one row; gemm_rows never leaves a lone row): every tile
+ * of several rows gives the same chains, so results are bitwise
+ * independent of the thread count.
  */
 
 /* One tile of mr rows x nv panels; mr and nv are compile-time constants at
@@ -241,16 +244,20 @@ static inline int KFN(gemm_tall_pays)(size_t M)
 
 /* How many of M (>= 2) rows, from the first, gemm_block_tall takes: whole
  * 16-row blocks where they pay, then one 8-row block (tiles of 8 rows x 2
- * panels) for a remainder of 8 to 15 rows, unless that would leave a lone
- * row.  8 rows in one block instead of 5 + 3 rows: 0.87x of the time
- * (ab_kernels rnn "200 8 128 256", one thread), as B streams from L2 once,
- * not twice. */
+ * panels, 17 by the estimate above) for a remainder of 8 to 15 rows where
+ * that estimate says it pays: 8, 11, 12 and 13 rows.  8 rows in one block
+ * instead of 5 + 3: 0.87x of the time (ab_kernels rnn "200 8 128 256", one
+ * thread), as B streams from L2 once, not twice; 14 rows as 8 + 3 + 3
+ * instead of 5 + 5 + 4, though, 1.36x (B = 28 on two threads).  Never
+ * leaves a lone row (gemm_rows' tiles may not end on one). */
 static inline size_t KFN(gemm_tall_rows)(size_t M)
 {
     size_t tall = KFN(gemm_tall_pays)(M) ? M / BMF_MR_TALL * BMF_MR_TALL : 0;
-    size_t rest = M - tall;
-    if (rest >= BMF_MR_TALL / 2 && rest < BMF_MR_TALL && rest != BMF_MR_TALL / 2 + 1)
-        tall += BMF_MR_TALL / 2;
+    size_t rest = M - tall, half = BMF_MR_TALL / 2;
+    if (rest >= half && rest < BMF_MR_TALL && rest != half + 1
+        && 17 + KFN(gemm_tiles_cost)(rest - half) < KFN(gemm_tiles_cost)(rest))
+        tall += half;
+    if (M - tall == 1) abort(); /* gemm_tall_pays never leaves 16 j + 1 rows */
     return tall;
 }
 

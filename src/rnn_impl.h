@@ -8,13 +8,13 @@
  * 2. The recurrence in ONE parallel region for the whole sequence, split
  *    among the threads in one of two ways:
  *  - By batch rows (rnn_batch_split_body), where each thread gets 8 rows or
- *    more and all of Wh fits its L2: each thread runs every step of its own
+ *    more and all of Wh and Wx fit its L2 (rnn_split_rows): each thread runs every step of its own
  *    rows, input projection included, and never waits for another.
  *  - Otherwise by hidden units (rnn_recurrence_body; the
  *    "persistent RNN"): thread j owns the same panels of hidden units at every
  *    step, packs its rows of Wh once so they stay in its cache, and computes
  *    out[t][:, its units] = tanh(out[t] + out[t-1] Wh^T) for every batch row
- *    (on AVX-512, batches of 8 to 15 rows or such as 16 or 32 in tall tiles:
+ *    (on AVX-512, batches such as 8, 12, 16 or 32 rows in tall tiles:
  *    gemm_impl.h).
  *    Before it reads the other threads' units of out[t-1] it waits for their
  *    progress counters.  No barrier is needed: out[t] is a fresh row at every
@@ -75,8 +75,7 @@ static void KFN(rnn_projection_body)(void *arg, int tid, int nt)
 
 /* The step's rows summed as ONE chain per element, [0, multi): all of them
  * (gemm_rows' tiles), but for a lone sequence, whose one-row tile takes two
- * chains (the same bits either way, as long as each row's tiles depend on
- * the shape only).  Such sums can be taken in segments of k, their partial
+ * chains (a shape's rows are summed alike by every thread count).  Such sums can be taken in segments of k, their partial
  * sums waiting in out[t] (the same bits as in one pass). */
 static size_t KFN(rnn_multi_rows)(size_t B) { return B >= 2 ? B : 0; }
 
@@ -271,12 +270,17 @@ static void KFN(rnn_batch_split_body)(void *arg, int tid, int nt)
 
 /* Whether nt threads split the batch rather than the hidden units: each
  * thread gets 8 rows or more (its tiles then read Wh from L2 no more often
- * than the unit split's), and all of Wh fits each core's L2 beside the
- * rest (512 KiB: f32 H <= 362, f64 H <= 256). */
+ * than the unit split's), all of Wh fits each core's L2 beside the rest
+ * (512 KiB: f32 H <= 362, f64 H <= 256), and Wx too, as every step reads
+ * both (768 KiB for the two, against the unit split with H = 256 and
+ * B = 16: I = 128 in float64, 0.94x of the time; I = 512 in float32, 768
+ * KiB, 1.01x; I = 768, 1 MiB, 1.10x; I = 1024, 1.20x). */
 #define BMF_RNN_BATCH_SPLIT_MAX_WH_BYTES (512u << 10)
-static int KFN(rnn_split_rows)(size_t B, size_t H, int nt)
+#define BMF_RNN_BATCH_SPLIT_MAX_W_BYTES (768u << 10)
+static int KFN(rnn_split_rows)(size_t B, size_t I, size_t H, int nt)
 {
-    return nt >= 2 && B >= 8 * (size_t)nt && H * H * sizeof(REAL) <= BMF_RNN_BATCH_SPLIT_MAX_WH_BYTES;
+    return nt >= 2 && B >= 8 * (size_t)nt && H * H * sizeof(REAL) <= BMF_RNN_BATCH_SPLIT_MAX_WH_BYTES
+           && (I + H) * H * sizeof(REAL) <= BMF_RNN_BATCH_SPLIT_MAX_W_BYTES;
 }
 
 /* A lone sequence (B == 1) with few hidden units: one thread (the step
@@ -371,7 +375,7 @@ int KFN(rnn)(size_t T, size_t B, size_t I, size_t H, const REAL *x,
     c.progress = bmf_carve(&next, progress_bytes);
     memset(c.progress, 0, progress_bytes);
     c.claims = c.progress + nt;
-    if (KFN(rnn_split_rows)(B, H, nt)) {
+    if (KFN(rnn_split_rows)(B, I, H, nt)) {
         bmf_parallel(nt, KFN(rnn_batch_split_body), &c); /* the projection too */
     } else {
         bmf_parallel(nt_proj, KFN(rnn_projection_body), &c);

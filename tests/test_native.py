@@ -376,7 +376,7 @@ DETERMINISM_RNN = {"H257": (6, 4, 20, 257), "B64": (3, 64, 8, 70),
                    "B16-H384": (3, 16, 2, 384),
                    # the batch split on 2 threads: an odd last row, an odd panel
                    # count (8-row tiles of 2 panels, then 1), no input
-                   "B17-H40": (4, 17, 3, 40), "B16-H257-I0": (3, 16, 0, 257)}
+                   "B17-H40": (4, 17, 3, 40), "B16-H200-I0": (3, 16, 0, 200)}
 DETERMINISM_ATTENTION = {    # Lq, Lk, B, E, Ev, heads, causal, mask form
     "tiles": (200, TILED_LK, 2, 32, 32, 2, True, "tiles"),
     "split-keys": (1, 3000, 1, 16, 16, 1, False, None),

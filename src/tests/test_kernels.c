@@ -338,8 +338,9 @@ int main(void)
         test_rnn(4, 6, 2, 64);   /* segments: 3 + 3 rows, not 5 + 1 (AVX-512); 4 + 2 */
         test_rnn(4, 9, 2, 64);   /* segments: 5 + 4 rows; 4 + 2 + 3, not 4 + 4 + 1 (AVX2, baseline) */
         test_rnn(6, 16, 3, 128); /* the batch split (on 2 threads): 8 rows each */
-        test_rnn(4, 33, 2, 40);  /* the batch split: an odd last row, 5 panels (f32 AVX-512) */
-        test_rnn(3, 16, 0, 17);  /* the batch split with no input */
+        test_rnn(4, 33, 2, 40);  /* the batch split: an odd last row; 3 panels (f32 AVX-512), 5 */
+        test_rnn(3, 16, 0, 64);  /* the batch split with no input */
+        test_rnn(3, 26, 3, 48);  /* the batch split: 13 rows each, an 8-row block + 5 rows */
         test_rnn(9, 1, 70, 50);  /* a lone sequence, few units (rnn_lone): 4 panels, I > H */
         test_rnn(7, 1, 3, 31);   /* rnn_lone: H not a multiple of 4 chains or of VL */
         test_rnn(6, 1, 7, 13);   /* rnn_lone at every level (baseline float32: 4 panels) */
