@@ -281,14 +281,18 @@ BMF_ALWAYS_INLINE void KFN(gemm_tile_tall_any)(
 {
     VEC acc[BMF_MR_TALL][2];
     size_t left[2];
-    for (int v = 0; v < nv; v++)
-        left[v] = n_valid > (size_t)v * VL ? (n_valid - (size_t)v * VL < VL ? n_valid - (size_t)v * VL : VL) : 0;
+    for (int v = 0; v < nv; v++) { /* valid lanes of panel v: 0 to VL */
+        size_t before = (size_t)v * VL, rest = n_valid > before ? n_valid - before : 0;
+        left[v] = rest < VL ? rest : VL;
+    }
 #pragma GCC unroll 16
     for (int r = 0; r < rows; r++)
-        for (int v = 0; v < nv; v++)
-            acc[r][v] = init == BMF_INIT_C      ? V(load_partial)(C + r * ldc + (size_t)v * VL, left[v])
-                        : init == BMF_INIT_BIAS ? V(load_partial)(bias + (size_t)v * VL, left[v])
+        for (int v = 0; v < nv; v++) {
+            size_t col = (size_t)v * VL;
+            acc[r][v] = init == BMF_INIT_C      ? V(load_partial)(C + r * ldc + col, left[v])
+                        : init == BMF_INIT_BIAS ? V(load_partial)(bias + col, left[v])
                                                 : V(set1)(0);
+        }
     for (size_t k = 0; k < K; k++) {
         VEC b[2];
         for (int v = 0; v < nv; v++) b[v] = V(load)(Bp + k * b_kstride + (size_t)v * VL);

@@ -8,8 +8,9 @@
  * 2. The recurrence in ONE parallel region for the whole sequence, split
  *    among the threads in one of two ways:
  *  - By batch rows (rnn_batch_split_body), where each thread gets 8 rows or
- *    more and all of Wh and Wx fit its L2 (rnn_split_rows): each thread runs every step of its own
- *    rows, input projection included, and never waits for another.
+ *    more and all of Wh and Wx fit its L2 (rnn_split_rows): each thread
+ *    runs every step of its own rows, input projection included, and never
+ *    waits for another.
  *  - Otherwise by hidden units (rnn_recurrence_body; the
  *    "persistent RNN"): thread j owns the same panels of hidden units at every
  *    step, packs its rows of Wh once so they stay in its cache, and computes
@@ -75,8 +76,9 @@ static void KFN(rnn_projection_body)(void *arg, int tid, int nt)
 
 /* The step's rows summed as ONE chain per element, [0, multi): all of them
  * (gemm_rows' tiles), but for a lone sequence, whose one-row tile takes two
- * chains (a shape's rows are summed alike by every thread count).  Such sums can be taken in segments of k, their partial
- * sums waiting in out[t] (the same bits as in one pass). */
+ * chains (a shape's rows are summed alike by every thread count).  Such
+ * sums can be taken in segments of k, their partial sums waiting in out[t]
+ * (the same bits as in one pass). */
 static size_t KFN(rnn_multi_rows)(size_t B) { return B >= 2 ? B : 0; }
 
 /* Rows [r0, r1) of step t for the panels [p0, p1) of hidden units, summed
@@ -239,7 +241,7 @@ static void KFN(rnn_recurrence_body)(void *arg, int tid, int nt)
 /* The batch split: thread tid runs every step of its own batch rows, over
  * all hidden units.  Rows never depend on other rows, so the threads never
  * wait for each other after Wh is packed; each reads all of Wh at every
- * step, from its own L2 (hence only for a small Wh: rnn_split_rows).  Its
+ * step, from its own L2 (hence only for small Wh and Wx: rnn_split_rows).  Its
  * rows are pairs [2 b0, 2 b1) (the last thread also takes an odd last row),
  * in gemm_rows' tiles: one chain per element, the bits of the unit split. */
 static void KFN(rnn_batch_split_body)(void *arg, int tid, int nt)
