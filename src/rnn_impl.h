@@ -51,16 +51,23 @@ typedef struct {
 /* Row tiles per dynamically handed-out chunk of the input projection. */
 #define BMF_RNN_PROJECTION_TILES 16
 
+/* Thread tid's share of packing W (H rows of K, row-major) in groups of
+ * `group` panels: whole groups per thread, so that the packed layout is
+ * that of one pass (gemm_block's). */
+static void KFN(rnn_pack_share)(const KFN(rnn_ctx) *c, const REAL *W, size_t K, size_t group,
+                                REAL *packed, int tid, int nt)
+{
+    size_t g0, g1;
+    bmf_split_range((c->n_panels + group - 1) / group, tid, nt, &g0, &g1);
+    size_t p1 = g1 * group < c->n_panels ? g1 * group : c->n_panels;
+    if (g0 * group < p1) KFN(pack_panels)(W, K, c->H, K, g0 * group, p1, group, 1, packed);
+}
+
 static void KFN(rnn_projection_body)(void *arg, int tid, int nt)
 {
     KFN(rnn_ctx) *c = arg;
     size_t rows = c->T * c->B, group = KFN(gemm_group)(rows);
-    size_t g0, g1;
-    /* Whole groups per thread, so the packed layout matches gemm_block's. */
-    bmf_split_range((c->n_panels + group - 1) / group, tid, nt, &g0, &g1);
-    size_t p1 = g1 * group < c->n_panels ? g1 * group : c->n_panels;
-    if (g0 * group < p1)
-        KFN(pack_panels)(c->Wx, c->I, c->H, c->I, g0 * group, p1, group, 1, c->Wx_packed);
+    KFN(rnn_pack_share)(c, c->Wx, c->I, group, c->Wx_packed, tid, nt);
     bmf_barrier(nt);
     /* Chunks of whole tiles (only the last one ragged), handed out
      * dynamically: a thread slowed by another process takes fewer.  In
@@ -248,16 +255,11 @@ static void KFN(rnn_batch_split_body)(void *arg, int tid, int nt)
 {
     KFN(rnn_ctx) *c = arg;
     size_t H = c->H, I = c->I, B = c->B, step = B * H, group = KFN(gemm_group)(B);
-    size_t n_panels = c->n_panels, b0, b1, g0, g1;
+    size_t n_panels = c->n_panels, b0, b1;
     bmf_split_range(B / 2, tid, nt, &b0, &b1);
     size_t r0 = 2 * b0, r1 = tid == nt - 1 ? B : 2 * b1;
-    /* Wx and Wh packed in whole groups per thread, the layout of one pass */
-    bmf_split_range((n_panels + group - 1) / group, tid, nt, &g0, &g1);
-    size_t q0 = g0 * group, q1 = g1 * group < n_panels ? g1 * group : n_panels;
-    if (q0 < q1) {
-        KFN(pack_panels)(c->Wx, I, H, I, q0, q1, group, 1, c->Wx_packed);
-        KFN(pack_panels)(c->Wh, H, H, H, q0, q1, group, 1, c->Wh_packed);
-    }
+    KFN(rnn_pack_share)(c, c->Wx, I, group, c->Wx_packed, tid, nt);
+    KFN(rnn_pack_share)(c, c->Wh, H, group, c->Wh_packed, tid, nt);
     bmf_barrier(nt);
     for (size_t t = 0; t < c->T; t++) {
         REAL *h = c->out + t * step;
