@@ -78,8 +78,9 @@ typedef uint64_t bmf_vdu __attribute__((vector_size(BMF_VEC_BYTES)));
         return (V)((mask & (VI)a) | (~mask & (VI)b));                          \
     }                                                                          \
     /* max that ignores a NaN in b (keeps a), so a running max stays a         \
-     * number; the NaN reaches the result through exp(s - max) instead. */     \
-    BMF_ALWAYS_INLINE V V##_max(V a, V b) { return V##_select(b > a, b, a); }  \
+     * number; the NaN reaches the result through exp(s - max) instead.       \
+     * (x86's max instruction, below, is this very select in one operation.) */ \
+    BMF_ALWAYS_INLINE V V##_max_by_select(V a, V b) { return V##_select(b > a, b, a); } \
     /* Lane i of the vector {0, 1, 2, ...}: for masks by position. */          \
     BMF_ALWAYS_INLINE V V##_iota(void)                                         \
     {                                                                          \
@@ -107,6 +108,26 @@ typedef uint64_t bmf_vdu __attribute__((vector_size(BMF_VEC_BYTES)));
 
 BMF_SIMD_BASIC(bmf_vf, bmf_vfi, float, BMF_VF_LANES, BMF_VF_SPLAT)
 BMF_SIMD_BASIC(bmf_vd, bmf_vdi, double, BMF_VD_LANES, BMF_VD_SPLAT)
+
+/* max(a, b) = b > a ? b : a.  x86's max(b, a) is defined as exactly that
+ * (the second operand when either is NaN, and for +0 against -0): one
+ * operation where the compare and select take two or three. */
+#if (defined(__x86_64__) || defined(__i386__)) && BMF_VEC_BYTES == 64
+#include <immintrin.h>
+BMF_ALWAYS_INLINE bmf_vf bmf_vf_max(bmf_vf a, bmf_vf b) { return (bmf_vf)_mm512_max_ps((__m512)b, (__m512)a); }
+BMF_ALWAYS_INLINE bmf_vd bmf_vd_max(bmf_vd a, bmf_vd b) { return (bmf_vd)_mm512_max_pd((__m512d)b, (__m512d)a); }
+#elif (defined(__x86_64__) || defined(__i386__)) && BMF_VEC_BYTES == 32
+#include <immintrin.h>
+BMF_ALWAYS_INLINE bmf_vf bmf_vf_max(bmf_vf a, bmf_vf b) { return (bmf_vf)_mm256_max_ps((__m256)b, (__m256)a); }
+BMF_ALWAYS_INLINE bmf_vd bmf_vd_max(bmf_vd a, bmf_vd b) { return (bmf_vd)_mm256_max_pd((__m256d)b, (__m256d)a); }
+#elif (defined(__x86_64__) || defined(__i386__)) && BMF_VEC_BYTES == 16
+#include <emmintrin.h>
+BMF_ALWAYS_INLINE bmf_vf bmf_vf_max(bmf_vf a, bmf_vf b) { return (bmf_vf)_mm_max_ps((__m128)b, (__m128)a); }
+BMF_ALWAYS_INLINE bmf_vd bmf_vd_max(bmf_vd a, bmf_vd b) { return (bmf_vd)_mm_max_pd((__m128d)b, (__m128d)a); }
+#else /* arm64's fmax gives NaN for a NaN operand: the select keeps the rule */
+BMF_ALWAYS_INLINE bmf_vf bmf_vf_max(bmf_vf a, bmf_vf b) { return bmf_vf_max_by_select(a, b); }
+BMF_ALWAYS_INLINE bmf_vd bmf_vd_max(bmf_vd a, bmf_vd b) { return bmf_vd_max_by_select(a, b); }
+#endif
 
 /* fma(a, b, c) = a * b + c, rounded once where the level has FMA (AVX2,
  * AVX-512, arm64's baseline), twice elsewhere; fma1 for one element.  The
