@@ -137,6 +137,19 @@ static void KFN(gemm_block)(size_t m0, size_t m1, size_t p0, size_t p1,
                             size_t n_cols, int init, const REAL *bias,
                             int apply_tanh, const REAL *row_scale, int k_down)
 {
+    /* Each row tile streams all of B's panels [p0, p1): where they are more
+     * than L2 holds, every row tile would fetch them from memory again, so
+     * each group of panels is taken for all the rows instead (read from
+     * memory once, then from L2).  The same tiles, in another order: the
+     * same bits. */
+    if (m1 - m0 > BMF_MR && p1 - p0 > group
+        && K * (p1 - p0) * VL * sizeof(REAL) > BMF_GEMM_B_CACHED_BYTES) {
+        for (size_t g = p0; g < p1; g += group)
+            KFN(gemm_block)(m0, m1, g, p1 - g < group ? p1 : g + group, packed_p1, group, K, kb,
+                            ke, A, lda, Bp, b_ld, C, ldc, n_cols, init, bias, apply_tanh,
+                            row_scale, k_down);
+        return;
+    }
     for (size_t i = m0; i < m1; i += BMF_MR) {
         int mr = (int)(m1 - i < BMF_MR ? m1 - i : BMF_MR);
         if (mr == 1 && (kb || ke != K)) abort(); /* its two chains: whole sums only */
@@ -350,34 +363,50 @@ __attribute__((flatten)) static size_t KFN(gemm_block_tall)(size_t m0, size_t m1
                                    int apply_tanh)
 {
     enum { KC = 16384 / (BMF_MR_TALL * sizeof(REAL)) }; /* a multiple of VL */
-    REAL Ap[KC * BMF_MR_TALL] __attribute__((aligned(64)));
-    size_t i = m0;
+    enum { BLOCKS = 4 }; /* row blocks that meet each slice of B together */
+    REAL Ap[BLOCKS][KC * BMF_MR_TALL] __attribute__((aligned(64)));
+    /* Where B's panels are more than L2 holds, up to BLOCKS row blocks meet
+     * each slice of B together (B then comes from memory once); otherwise
+     * one at a time (two sharing a slice of B measured 1.03x the time with B
+     * in L2: their packed A crowd L1). */
+    size_t i = m0, blocks = K * (p1 - p0) * VL * sizeof(REAL) > BMF_GEMM_B_CACHED_BYTES ? BLOCKS : 1;
     while (i + BMF_HALF_TALL <= m1) {
-        int full = i + BMF_MR_TALL <= m1;
-        size_t rows = full ? BMF_MR_TALL : BMF_HALF_TALL;
-        size_t a_kstride = full ? BMF_MR_TALL : BMF_HALF_KSTRIDE; /* whole panels */
+        /* up to `blocks` blocks (16 rows, the last maybe 8) from row i */
+        size_t start[BLOCKS], rows[BLOCKS], nb = 0, next = i;
+        while (nb < blocks && next + BMF_HALF_TALL <= m1) {
+            start[nb] = next;
+            rows[nb] = next + BMF_MR_TALL <= m1 ? BMF_MR_TALL : BMF_HALF_TALL;
+            next += rows[nb++];
+            if (rows[nb - 1] != BMF_MR_TALL) break;
+        }
         for (size_t k0 = kb; k0 == 0 || k0 < ke; k0 += KC) {
             size_t kc = ke - k0 < KC ? ke - k0 : KC;
-            /* the block's slice as ONE group of panels: Ap[k * a_kstride + r] */
-            KFN(pack_panels)(A + i * lda + k0, lda, rows, kc, 0, a_kstride / VL, a_kstride / VL,
-                             1, Ap);
+            /* each block's slice as ONE group of panels: Ap[k * a_kstride + r] */
+            for (size_t j = 0; j < nb; j++) {
+                size_t a_kstride = rows[j] == BMF_MR_TALL ? BMF_MR_TALL : BMF_HALF_KSTRIDE;
+                KFN(pack_panels)(A + start[j] * lda + k0, lda, rows[j], kc, 0, a_kstride / VL,
+                                 a_kstride / VL, 1, Ap[j]);
+            }
             int first = k0 == 0, last = k0 + kc >= K;
             for (size_t g = p0; g < p1; g += group) {
                 size_t width = p1 - g < group ? p1 - g : group;
                 size_t laid = packed_p1 - g < group ? packed_p1 - g : group;
                 const REAL *bg = Bp + g * K * VL + k0 * laid * VL;
-                for (size_t v = 0; v < width; v += full ? 1 : 2) {
-                    size_t col = (g + v) * VL;
-                    (full               ? KFN(gemm_tile_tall)
-                     : v + 1 < width ? KFN(gemm_tile_half2)
-                                         : KFN(gemm_tile_half1))(
-                        kc, Ap, bg + v * VL, laid * VL, C + i * ldc + col, ldc,
-                        n_cols > col ? n_cols - col : 0, first ? init : BMF_INIT_C,
-                        bias ? bias + col : NULL, last && apply_tanh);
+                for (size_t j = 0; j < nb; j++) { /* the group's slice from L1 or L2 after the first */
+                    int full = rows[j] == BMF_MR_TALL;
+                    for (size_t v = 0; v < width; v += full ? 1 : 2) {
+                        size_t col = (g + v) * VL;
+                        (full               ? KFN(gemm_tile_tall)
+                         : v + 1 < width ? KFN(gemm_tile_half2)
+                                             : KFN(gemm_tile_half1))(
+                            kc, Ap[j], bg + v * VL, laid * VL, C + start[j] * ldc + col, ldc,
+                            n_cols > col ? n_cols - col : 0, first ? init : BMF_INIT_C,
+                            bias ? bias + col : NULL, last && apply_tanh);
+                    }
                 }
             }
         }
-        i += rows;
+        i = next;
     }
     return i;
 }

@@ -20,6 +20,9 @@
 #ifndef BMF_MR_TALL
 #define BMF_MR_TALL 0 /* no tall tile (gemm_impl.h) at this ISA level */
 #endif
+#ifndef BMF_GEMM_B_CACHED_BYTES
+#define BMF_GEMM_B_CACHED_BYTES (1024 * 1024)
+#endif
 #define BMF_ATT_BQ (8 * BMF_MR) /* query rows per attention block: whole tiles */
 #define BMF_ATT_BK 512 /* keys per attention tile (a multiple of every VL) */
 #define BMF_ATT_BK_KM 128 /* keys per tile of the key-major (decoding) path */

@@ -38,6 +38,10 @@ RNN_CASES = {                        # T, B, I, H
     "B37-H70": (3, 37, 9, 70),
     "B16-H257": (3, 16, 4, 257),     # AVX-512: tall tiles, K in slices, a partial panel
     "B32-H300": (2, 32, 3, 300),
+    # Wx and Wh past GEMM_B_CACHED_BYTES (1 MiB): the projection takes each group of
+    # panels for all its rows; on AVX-512 the steps' two 16-row blocks meet each slice of
+    # Wh together on 1 thread, one at a time on 2 (each thread's half of Wh under 1 MiB)
+    "B32-H520-I600": (2, 32, 600, 520),
     "long-T": (60, 2, 3, 24),
     "B1-H64": (40, 1, 64, 64),       # rnn_lone (few units, B = 1): 4 chains a sum
     "B1-H31-I70": (9, 1, 70, 31),    # rnn_lone: a partial panel, H % 4 == 3, I > H
@@ -146,6 +150,8 @@ ATTENTION_CASES = {       # Lq, Lk, B, E, Ev, heads, causal, mask form
     "4d-full-mask": (20, 140, 2, 12, 6, 3, False, "4d-full-bool"),
     "Dk300": (5, 200, 1, 300, 20, 1, False, "2d"),
     "Dv200": (35, 150, 1, 16, 200, 1, True, None),
+    # K's and V's tiles past 1 MiB: each group of panels for all the block's rows
+    "Dk-Dv-1100": (45, 520, 1, 1100, 1100, 1, False, "2d"),
     "many-heads": (3, 20, 7, 64, 48, 16, False, "3d-batch-head-bool"),
     # 16 pairs of short queries, enough work for 3 threads: each packs and runs whole pairs
     "pairs-as-items-causal": (40, 300, 4, 64, 64, 4, True, "4d-padding"),
@@ -374,6 +380,8 @@ DETERMINISM_RNN = {"H257": (6, 4, 20, 257), "B64": (3, 64, 8, 70),
                    "B12-H128": (5, 12, 3, 128),
                    # Wh too big for the batch split: tall 16-row tiles in segments
                    "B16-H384": (3, 16, 2, 384),
+    # Wh past 1 MiB on one thread, under it on two: the row blocks' order changes
+    "B32-H520-I600": (2, 32, 600, 520),
                    # the batch split on 2 threads: an odd last row, an odd panel
                    # count (8-row tiles of 2 panels, then 1), no input
                    "B17-H40": (4, 17, 3, 40), "B16-H200-I0": (3, 16, 0, 200)}

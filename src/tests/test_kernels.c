@@ -340,6 +340,8 @@ int main(void)
         test_rnn(6, 16, 3, 128); /* the batch split (on 2 threads): 8 rows each */
         test_rnn(4, 33, 2, 40);  /* the batch split: an odd last row; 3 panels (f32 AVX-512), 5 */
         test_rnn(3, 16, 0, 64);  /* the batch split with no input */
+        test_rnn(2, 32, 600, 520); /* Wx, Wh past 1 MiB: groups of panels for all the rows;
+                                    * two 16-row blocks per slice of Wh on 1 thread (AVX-512) */
         test_rnn(3, 26, 3, 48);  /* the batch split: 13 rows each, an 8-row block + 5 rows */
         test_rnn(9, 1, 70, 50);  /* a lone sequence, few units (rnn_lone): 4 panels, I > H */
         test_rnn(7, 1, 3, 31);   /* rnn_lone: H not a multiple of 4 chains or of VL */
