@@ -2,15 +2,19 @@
  * A template: kernels_impl.h includes it once per (ISA, REAL).
  *
  * Two ways through, chosen by the number of query rows:
- *  - Tiled (Lq >= BMF_ATT_TILED_MIN_Q): K is packed once per call into GEMM
- *    panels and V into contiguous zero-padded rows (in place one head's rows
+ *  - Tiled (Lq >= BMF_ATT_TILED_MIN_Q, see there): K is packed once per call
+ *    into GEMM panels and V into contiguous zero-padded rows (in place one head's rows
  *    are B*E elements apart, a stride at which they share a few cache sets).
  *    Work item = (batch, head, block of BMF_ATT_BQ query rows, key chunk).
  *    For each item the keys are streamed in tiles of BMF_ATT_BK: S = Q K^T
  *    and O += P V come from the shared GEMM tile.  Short queries with many
  *    (batch, head) pairs take whole pairs as items instead (bh_major): the
- *    thread that packs a pair's K and V runs all its query blocks.
- *  - Key-major (decoding: a few query rows, long Lk): nothing is packed;
+ *    thread that packs a pair's K and V runs all its query blocks, and
+ *    (where all pairs' copies pass 1 MiB) packs its next pair over the same
+ *    buffer, its slot: the copies then take a few MiB, not the size of K
+ *    and V, fresh pages at every call beyond what the workspace keeps.
+ *  - Key-major (decoding: a few query rows, long Lk; or up to 15 rows over K
+ *    and V too big for the caches): nothing is packed;
  *    work item = (group of (batch, head) pairs, key chunk), and each key row
  *    of K and of V is read once, as one contiguous segment holding all the
  *    group's heads, in key order: a stream the memory system can keep up
@@ -54,13 +58,16 @@ typedef struct {
     size_t n_qblocks, n_chunks, chunk_keys, rows_per_item, Dv_pad;
     int key_major;
     int bh_major;        /* tiled, one key chunk, many (batch, head): see att_body */
+    int slot_per_thread; /* bh_major: each thread packs its pairs into one slot */
     bmf_progress *pack_next, *item_next; /* bmf_next_item_affine's counters, nt each */
     size_t group_bh, n_groups; /* key-major: (batch, head) pairs per item */
     REAL *partials;      /* per (batch, head, query block, chunk): m[rows], l[rows], O[rows][Dv_pad] */
-    REAL *K_packed;      /* tiled: per (batch, head) Lk_pad x Dk, BK-key tiles of panels */
-    REAL *V_packed;      /* tiled: per (batch, head) Lk x Dv_pad, rows contiguous */
+    REAL *K_packed;      /* tiled: per slot Lk_pad x Dk, BK-key tiles of panels */
+    REAL *V_packed;      /* tiled: per slot Lk x Dv_pad, rows contiguous */
     size_t Lk_pad;       /* Lk rounded up to VL */
-    unsigned char *v_tile_finite; /* tiled: per (batch, head, key tile); 1 if unasked (att_pack_tile) */
+    unsigned char *v_tile_finite; /* tiled: per (slot, key tile); 1 if unasked (att_pack_tile) */
+    /* A slot holds one (batch, head)'s packed K and V: slot bh, or with
+     * slot_per_thread the thread's own one, reused for each pair it runs. */
     size_t n_ktiles;
     char *scratch;
     size_t scratch_bytes; /* per thread */
@@ -347,7 +354,7 @@ static void KFN(att_mask_bh)(const KFN(att_ctx) *c, size_t bh, const REAL **mask
  * 1 / l (att_write_rows's arithmetic, so the same bits), and it returns 1;
  * unless a row's weight is 0 (zeros, by att_write_rows) or NaN, or V's tile
  * needs the skipping loop. */
-static int KFN(att_item)(const KFN(att_ctx) *c, size_t item, REAL *m, REAL *l,
+static int KFN(att_item)(const KFN(att_ctx) *c, size_t item, size_t slot, REAL *m, REAL *l,
                          REAL *O, REAL *scratch, int to_out)
 {
     const size_t BK = BMF_ATT_BK, Dv_pad = c->Dv_pad;
@@ -375,13 +382,13 @@ static int KFN(att_item)(const KFN(att_ctx) *c, size_t item, REAL *m, REAL *l,
         size_t nk_panels = (nk + VL - 1) / VL;
         if ((mask_bh || bool_bh) && KFN(att_tile_masked)(c, mask_bh, bool_bh, i0, nq, j0, nk))
             continue;
-        const REAL *Kp = c->K_packed + (bh * c->Lk_pad + j0) * c->Dk;
+        const REAL *Kp = c->K_packed + (slot * c->Lk_pad + j0) * c->Dk;
         size_t tile_keys = c->Lk - j0 < BK ? c->Lk - j0 : BK; /* as packed */
         KFN(gemm_block)(0, nq, 0, nk_panels, (tile_keys + VL - 1) / VL, BMF_NV,
                         c->Dk, 0, c->Dk, Qb, c->Dk, Kp, 0, S, BK, nk_panels * VL, BMF_INIT_ZERO, NULL, 0,
                         NULL, 0);
-        const REAL *Vt = c->V_packed + (bh * c->Lk + j0) * Dv_pad;
-        int v_finite = c->v_tile_finite[bh * c->n_ktiles + j0 / BK]
+        const REAL *Vt = c->V_packed + (slot * c->Lk + j0) * Dv_pad;
+        int v_finite = c->v_tile_finite[slot * c->n_ktiles + j0 / BK]
                        || !KFN(att_tile_may_remove)(c, mask_bh || bool_bh, i0, j0, nk);
         KFN(att_rows) R = {.nk = nk, .mark_removed = !v_finite, .n = 0};
         for (size_t r = 0; r < nq; r++)
@@ -601,16 +608,16 @@ static void KFN(att_write_rows)(const KFN(att_ctx) *c, size_t bh, size_t qb,
     }
 }
 
-/* Tiled path: packs K and V of unit u = (batch, head, key tile). */
-static void KFN(att_pack_tile)(const KFN(att_ctx) *c, size_t u)
+/* Tiled path: packs K and V of (batch, head) bh's key tile t into slot. */
+static void KFN(att_pack_tile)(const KFN(att_ctx) *c, size_t bh, size_t t, size_t slot)
 {
-    size_t bh = u / c->n_ktiles, j0 = (u % c->n_ktiles) * BMF_ATT_BK;
+    size_t j0 = t * BMF_ATT_BK;
     size_t nk = c->Lk - j0 < BMF_ATT_BK ? c->Lk - j0 : BMF_ATT_BK;
     const REAL *src = c->K + j0 * c->ld_q + bh * c->Dk; /* bh = b*heads + h */
     KFN(pack_panels)(src, c->ld_q, nk, c->Dk, 0, (nk + VL - 1) / VL, BMF_NV, 1,
-                     c->K_packed + (bh * c->Lk_pad + j0) * c->Dk);
+                     c->K_packed + (slot * c->Lk_pad + j0) * c->Dk);
     const REAL *vsrc = c->V + j0 * c->ld_v + bh * c->Dv;
-    REAL *vdst = c->V_packed + (bh * c->Lk + j0) * c->Dv_pad;
+    REAL *vdst = c->V_packed + (slot * c->Lk + j0) * c->Dv_pad;
     for (size_t j = 0; j < nk; j++) {
         memcpy(vdst + j * c->Dv_pad, vsrc + j * c->ld_v, c->Dv * sizeof(REAL));
         for (size_t d = c->Dv; d < c->Dv_pad; d++) vdst[j * c->Dv_pad + d] = 0;
@@ -618,16 +625,16 @@ static void KFN(att_pack_tile)(const KFN(att_ctx) *c, size_t u)
     /* Read only where a key may be removed (att_tile_may_remove): with no
      * mask and no causality the flag is never asked for. */
     int may_remove = c->mask || c->bool_mask || c->causal;
-    c->v_tile_finite[u] = (unsigned char)(!may_remove || KFN(att_rows_finite)(vdst, c->Dv_pad, nk, c->Dv));
+    c->v_tile_finite[slot * c->n_ktiles + t] = (unsigned char)(!may_remove || KFN(att_rows_finite)(vdst, c->Dv_pad, nk, c->Dv));
 }
 
 /* Tiled path with one key chunk: runs block blk = (batch, head, query
  * block) in the thread's scratch and writes its output rows. */
-static void KFN(att_block)(const KFN(att_ctx) *c, size_t blk, REAL *scratch)
+static void KFN(att_block)(const KFN(att_ctx) *c, size_t blk, size_t slot, REAL *scratch)
 {
     size_t rows = c->rows_per_item;
     REAL *m = scratch, *l = m + rows, *O = l + rows;
-    if (!KFN(att_item)(c, blk, m, l, O, O + rows * c->Dv_pad, 1))
+    if (!KFN(att_item)(c, blk, slot, m, l, O, O + rows * c->Dv_pad, 1))
         KFN(att_write_rows)(c, blk / c->n_qblocks, blk % c->n_qblocks, l, O);
 }
 
@@ -646,16 +653,17 @@ static void KFN(att_body)(void *arg, int tid, int nt)
          * first served, where half the pairs changed core at every call). */
         size_t n_bh = c->B * c->heads;
         for (size_t bh; (bh = bmf_next_item_affine(c->item_next, n_bh, tid, nt)) < n_bh;) {
-            for (size_t t = 0; t < c->n_ktiles; t++) KFN(att_pack_tile)(c, bh * c->n_ktiles + t);
+            size_t slot = c->slot_per_thread ? (size_t)tid : bh;
+            for (size_t t = 0; t < c->n_ktiles; t++) KFN(att_pack_tile)(c, bh, t, slot);
             for (size_t qb = 0; qb < c->n_qblocks; qb++)
-                KFN(att_block)(c, bh * c->n_qblocks + qb, scratch);
+                KFN(att_block)(c, bh * c->n_qblocks + qb, slot, scratch);
         }
         return;
     }
     if (!c->key_major) { /* pack K and V once: units of (batch, head, key tile) */
         size_t n_units = c->B * c->heads * c->n_ktiles;
         for (size_t u; (u = bmf_next_item_affine(c->pack_next, n_units, tid, nt)) < n_units;)
-            KFN(att_pack_tile)(c, u);
+            KFN(att_pack_tile)(c, u / c->n_ktiles, u % c->n_ktiles, u / c->n_ktiles);
         bmf_barrier(nt);
     }
     /* Handed out dynamically: balances causal work (heavier for late query
@@ -667,11 +675,11 @@ static void KFN(att_body)(void *arg, int tid, int nt)
         if (c->key_major) {
             KFN(att_item_key_major)(c, item, scratch);
         } else if (c->n_chunks == 1) {
-            KFN(att_block)(c, item, scratch);
+            KFN(att_block)(c, item, item / c->n_qblocks, scratch);
         } else {
             REAL *m = KFN(att_partial)(c, item / c->n_chunks, item % c->n_chunks);
             REAL *l = m + rows, *O = l + rows;
-            KFN(att_item)(c, item, m, l, O, scratch + part_len, 0);
+            KFN(att_item)(c, item, item / c->n_chunks / c->n_qblocks, m, l, O, scratch + part_len, 0);
         }
     }
     if (!c->key_major && c->n_chunks == 1) return;
@@ -710,12 +718,21 @@ static void KFN(att_body)(void *arg, int tid, int nt)
 #define BMF_ATT_MIN_CHUNK_KM 256 /* key-major */
 /* Less work than this per thread does not repay a thread's start. */
 #define BMF_ATT_MIN_MACS_PER_THREAD 1048576
-/* From this many query rows on, packing K and V once pays for itself. */
+/* From this many query rows on, packing K and V once pays for itself; from
+ * the second many where K and V together pass the given size (beyond what
+ * caches hold, the packing is one more trip to memory, a row at a time:
+ * 12 query rows over 128 MiB of K and V, "12 4096 8 512 8", took 0.67x of
+ * the time key-major; 15 rows over 16 MiB the same time either way; under
+ * 8 MiB key-major took up to 1.9x as long). */
 #define BMF_ATT_TILED_MIN_Q 8
+#define BMF_ATT_TILED_MIN_Q_BIG_KV 16
+#define BMF_ATT_BIG_KV_BYTES ((size_t)16 << 20)
 /* Tiled: (batch, head) pairs are the work items from this many per thread,
  * up to this many query rows. */
 #define BMF_ATT_BH_MAJOR_PER_THREAD 4
 #define BMF_ATT_BH_MAJOR_MAX_Q 256
+/* ... whose packed K and V go to a slot per pair up to this size in all */
+#define BMF_ATT_SMALL_PACKED_BYTES ((size_t)1 << 20)
 /* Key-major: a group's key-row segment of about this many bytes streams well;
  * down to the smaller size where that gives each thread this many items. */
 #define BMF_ATT_SEGMENT_BYTES 16384
@@ -754,7 +771,9 @@ int KFN(attention)(size_t Lq, size_t Lk, size_t B, size_t heads, size_t Dk,
     c.n_qblocks = (Lq + BMF_ATT_BQ - 1) / BMF_ATT_BQ;
     c.rows_per_item = Lq < BMF_ATT_BQ ? Lq : BMF_ATT_BQ;
     c.Dv_pad = (Dv + VL - 1) / VL * VL;
-    c.key_major = Lq < BMF_ATT_TILED_MIN_Q;
+    size_t kv_bytes = Lk * B * heads * (Dk + Dv) * sizeof(REAL);
+    c.key_major = Lq < BMF_ATT_TILED_MIN_Q
+                  || (Lq < BMF_ATT_TILED_MIN_Q_BIG_KV && kv_bytes > BMF_ATT_BIG_KV_BYTES);
     size_t n_bh = B * heads, n_blocks = n_bh * c.n_qblocks, n_items, tile;
     if (c.key_major) { /* n_qblocks == 1, rows_per_item == Lq */
         size_t d = Dk > Dv ? Dk : Dv;
@@ -802,9 +821,15 @@ int KFN(attention)(size_t Lq, size_t Lk, size_t B, size_t heads, size_t Dk,
     c.Lk_pad = (Lk + VL - 1) / VL * VL; /* about the size of K, not of whole tiles */
     size_t scratch_bytes = (size_t)nt * c.scratch_bytes;
     size_t partials_bytes = use_partials ? n_blocks * c.n_chunks * part_len * sizeof(REAL) : 0;
-    size_t k_bytes = c.key_major ? 0 : n_bh * c.Lk_pad * Dk * sizeof(REAL);
-    size_t v_bytes = c.key_major ? 0 : n_bh * Lk * c.Dv_pad * sizeof(REAL);
-    size_t finite_bytes = c.key_major ? 0 : n_bh * c.n_ktiles;
+    /* bh_major: a slot per thread, unless all pairs' copies are small
+     * (attn-short's 512 KiB: 1.015-1.03x the time in one slot per thread,
+     * unexplained; over 4 MiB in all, per thread took 0.43-0.94x). */
+    size_t pair_bytes = (c.Lk_pad * Dk + Lk * c.Dv_pad) * sizeof(REAL);
+    c.slot_per_thread = c.bh_major && n_bh * pair_bytes > BMF_ATT_SMALL_PACKED_BYTES;
+    size_t slots = c.key_major ? 0 : c.slot_per_thread ? (size_t)nt : n_bh;
+    size_t k_bytes = slots * c.Lk_pad * Dk * sizeof(REAL);
+    size_t v_bytes = slots * Lk * c.Dv_pad * sizeof(REAL);
+    size_t finite_bytes = slots * c.n_ktiles;
     size_t counter_bytes = (size_t)nt * sizeof(bmf_progress);
     unsigned char *ws = bmf_workspace_acquire(bmf_piece(scratch_bytes) + bmf_piece(partials_bytes)
                                               + bmf_piece(k_bytes) + bmf_piece(v_bytes)

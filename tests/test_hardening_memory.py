@@ -136,12 +136,12 @@ OOM = textwrap.dedent(r"""
     import resource
     import numpy as np
     import bigmodel_fast as bf
-    # 80 keys of 2**20 features and 8 query rows (enough for the kernel to
-    # pack K once per call): the packed copy of K needs 320 MiB, more than
-    # the address-space limit below leaves.
+    # 80 keys of 2**20 features and 16 query rows (enough for the kernel to
+    # pack K once per call, even over keys this big): the packed copy of K
+    # needs 320 MiB, more than the address-space limit below leaves.
     E = 1 << 20
     rng = np.random.default_rng(0)
-    Q = rng.standard_normal((8, 1, E), dtype=np.float32)
+    Q = rng.standard_normal((16, 1, E), dtype=np.float32)
     K = rng.standard_normal((80, 1, E), dtype=np.float32)
     V = np.ones((80, 1, 1), np.float32)
     small = bf.attention(Q[:, :, :64], K[:, :, :64], V, num_threads=1)

@@ -152,6 +152,10 @@ ATTENTION_CASES = {       # Lq, Lk, B, E, Ev, heads, causal, mask form
     "Dv200": (35, 150, 1, 16, 200, 1, True, None),
     # K's and V's tiles past 1 MiB: each group of panels for all the block's rows
     "Dk-Dv-1100": (45, 520, 1, 1100, 1100, 1, False, "2d"),
+    # whole pairs as items, each thread packing its pairs into one slot (4 MiB of copies)
+    "pairs-in-thread-slots": (45, 700, 6, 128, 128, 2, True, "3d-batch-head"),
+    # 9 query rows over 17 MB of K and V: key-major, not tiled
+    "few-rows-big-kv": (9, 2100, 4, 256, 256, 2, False, "4d-padding"),
     "many-heads": (3, 20, 7, 64, 48, 16, False, "3d-batch-head-bool"),
     # 16 pairs of short queries, enough work for 3 threads: each packs and runs whole pairs
     "pairs-as-items-causal": (40, 300, 4, 64, 64, 4, True, "4d-padding"),
@@ -395,6 +399,8 @@ DETERMINISM_ATTENTION = {    # Lq, Lk, B, E, Ev, heads, causal, mask form
     # 32 pairs, 2 key chunks: one group of 32 pairs on 1 thread, smaller
     # groups on more (for more items per thread)
     "decode-regrouped": (1, 600, 8, 256, 256, 4, False, "4d-padding"),
+    # whole pairs in a slot per thread (on 1 thread: one slot for all 12 pairs)
+    "pairs-in-thread-slots": (45, 700, 6, 128, 128, 2, True, "3d-batch-head"),
 }
 
 
