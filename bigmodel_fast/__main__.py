@@ -2,6 +2,7 @@
 
     bigmodel-fast                  setup, and native vs reference on one small shape of each kernel
     bigmodel-fast bench [--quick]  the standard shapes: checked, then timed against the reference and torch
+    bigmodel-fast bench --wider    the same for a wider set of shapes (no targets)
     bigmodel-fast info             version, backend, OpenMP, threads, ISA, build, NumPy and its BLAS
 
 The work is done in bigmodel_fast._bench; this module only parses arguments.
@@ -29,6 +30,10 @@ def build_parser():
                     "Exits 1 when any native result is wrong.")
     bench.add_argument("--quick", action="store_true",
                        help="smaller shapes and fewer repeats (about 70 s on 2 cores)")
+    bench.add_argument("--wider", action="store_true",
+                       help="a wider set of shapes instead of the targets' (bench_shapes."
+                            "WIDER_SHAPES: batch and hidden sizes up to 1024, few query rows "
+                            "over long keys, odd head sizes; about 3 minutes on 2 cores)")
     bench.add_argument("--kernel", choices=KERNELS, help="only this kernel's shapes")
     bench.add_argument("--dtype", choices=DTYPES, help="only shapes of this dtype")
     bench.add_argument("--shapes", metavar="NAME,...",

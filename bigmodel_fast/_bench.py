@@ -723,7 +723,7 @@ def bench_command(args, argv):
                         else [bf.get_num_threads()])
         names = [n.strip() for n in args.shapes.split(",") if n.strip()] if args.shapes else None
         shapes = standard_shapes(quick=args.quick, kernel=args.kernel, dtype=args.dtype,
-                                 names=names)
+                                 names=names, wider=args.wider)
     except ValueError as exc:
         print(f"bigmodel-fast bench: {exc}", file=sys.stderr)
         return 2
@@ -734,7 +734,8 @@ def bench_command(args, argv):
     settle = args.settle if args.settle is not None else DEFAULT_SETTLE
     sample_time = (args.sample_time if args.sample_time is not None
                    else (0.02 if args.quick else 0.05))
-    settings = {"quick": args.quick, "repeats": repeats, "sample_time": sample_time,
+    settings = {"quick": args.quick, "wider": args.wider, "repeats": repeats,
+                "sample_time": sample_time,
                 "settle": settle, "warmup_after_settle": WARMUP_AFTER_SETTLE if settle else 0,
                 "threads": threads_list, "shapes": [s.name for s in shapes]}
     start = time.perf_counter()

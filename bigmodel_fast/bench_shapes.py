@@ -16,7 +16,7 @@ from typing import ClassVar
 import numpy as np
 
 __all__ = ["RNNShape", "AttentionShape", "RNN_SHAPES", "ATTENTION_SHAPES", "SHAPES",
-           "standard_shapes", "KERNELS", "DTYPES"]
+           "WIDER_SHAPES", "standard_shapes", "KERNELS", "DTYPES"]
 
 KERNELS = ("rnn", "attention")
 DTYPES = ("float32", "float64")
@@ -180,26 +180,59 @@ ATTENTION_SHAPES = (
 
 SHAPES = RNN_SHAPES + ATTENTION_SHAPES
 
+# `bench --wider`: sizes users run beyond the targets' (no targets of their own),
+# each a few milliseconds or less, to show where the kernels stand elsewhere:
+# lone and batched sequences up to H = 1024, 4-16 query rows over long keys, one
+# wide head, odd head sizes.
+WIDER_SHAPES = (
+    RNNShape("rnn-b2-h32", T=50, B=2, I=32, H=32),
+    RNNShape("rnn-b4-h128", T=100, B=4, I=128, H=128),
+    RNNShape("rnn-b3-h257", T=100, B=3, I=33, H=257),
+    RNNShape("rnn-b1-i1", T=200, B=1, I=1, H=100),
+    RNNShape("rnn-b8-h512", T=50, B=8, I=256, H=512),
+    RNNShape("rnn-b32-h256", T=50, B=32, I=256, H=256),
+    RNNShape("rnn-b128-h256", T=20, B=128, I=256, H=256),
+    RNNShape("rnn-b1-h512", T=200, B=1, I=512, H=512),
+    RNNShape("rnn-b1-h1024", T=50, B=1, I=1024, H=1024),
+    RNNShape("rnn-b32-h1024", T=10, B=32, I=1024, H=1024),
+    RNNShape("rnn-b4-h128-f64", T=100, B=4, I=128, H=128, dtype="float64"),
+    AttentionShape("attn-b16-l64", Lq=64, Lk=64, B=16, E=64),
+    AttentionShape("attn-256-2heads", Lq=256, Lk=256, B=4, E=128, heads=2),
+    AttentionShape("attn-512-4heads", Lq=512, Lk=512, B=2, E=256, heads=4),
+    AttentionShape("attn-512-e128", Lq=512, Lk=512, B=1, E=128),
+    AttentionShape("attn-512-e80", Lq=512, Lk=512, B=2, E=80),
+    AttentionShape("attn-300-e96", Lq=300, Lk=300, B=3, E=96),
+    AttentionShape("attn-1024-causal-b1", Lq=1024, Lk=1024, B=1, E=64, causal=True),
+    AttentionShape("attn-256x1024", Lq=256, Lk=1024, B=2, E=64),
+    AttentionShape("attn-16x1024", Lq=16, Lk=1024, B=4, E=256, heads=4),
+    AttentionShape("attn-12x4096-8heads", Lq=12, Lk=4096, B=8, E=512, heads=8),
+    AttentionShape("attn-4x2048", Lq=4, Lk=2048, B=4, E=256, heads=4),
+    AttentionShape("attn-1x512-b32", Lq=1, Lk=512, B=32, E=64),
+    AttentionShape("attn-256-f64", Lq=256, Lk=256, B=2, E=64, dtype="float64"),
+)
 
-def standard_shapes(quick=False, kernel=None, dtype=None, names=None):
+
+def standard_shapes(quick=False, kernel=None, dtype=None, names=None, wider=False):
     """The standard shapes (their quick variants when `quick`), filtered.
 
     kernel: "rnn" | "attention" | None; dtype: "float32" | "float64" | None;
-    names: an iterable of shape names (full or "-quick" names), or None for all.
+    names: an iterable of shape names (full or "-quick" names), or None for all;
+    wider: WIDER_SHAPES instead (which have no quick variants).
     """
     if kernel is not None and kernel not in KERNELS:
         raise ValueError(f"kernel must be one of {KERNELS}, got {kernel!r}")
     if dtype is not None and dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
-    shapes = [s.quick_variant() if quick else s for s in SHAPES]
+    base_set = WIDER_SHAPES if wider else SHAPES
+    shapes = [s.quick_variant() if quick else s for s in base_set]
     if names is not None:
         wanted = set(names)
-        known = {s.name for s in SHAPES} | {s.quick_variant().name for s in SHAPES}
+        known = {s.name for s in base_set} | {s.quick_variant().name for s in base_set}
         unknown = wanted - known
         if unknown:
             raise ValueError(f"unknown shape name(s) {sorted(unknown)}; known: {sorted(known)}")
         # A full name also selects its quick variant and vice versa.
         base = {n[:-len("-quick")] if n.endswith("-quick") else n for n in wanted}
-        shapes = [s for s, full in zip(shapes, SHAPES) if full.name in base]
+        shapes = [s for s, full in zip(shapes, base_set) if full.name in base]
     return [s for s in shapes
             if (kernel is None or s.kernel == kernel) and (dtype is None or s.dtype == dtype)]

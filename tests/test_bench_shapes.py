@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from bigmodel_fast.bench_shapes import (ATTENTION_SHAPES, RNN_SHAPES, SHAPES, AttentionShape,
-                                        RNNShape, standard_shapes)
+from bigmodel_fast.bench_shapes import (ATTENTION_SHAPES, RNN_SHAPES, SHAPES, WIDER_SHAPES,
+                                        AttentionShape, RNNShape, standard_shapes)
 
 
 def test_the_target_shapes_are_there():
@@ -58,3 +58,14 @@ def test_filters():
     assert [s.name for s in standard_shapes(names=["attn-long-quick"])] == ["attn-long"]
     with pytest.raises(ValueError, match="unknown shape"):
         standard_shapes(names=["nope"])
+
+
+def test_the_wider_set():
+    names = [s.name for s in WIDER_SHAPES]
+    assert len(set(names)) == len(names) and not set(names) & {s.name for s in SHAPES}
+    assert [s.name for s in standard_shapes(wider=True)] == names
+    assert [s.name for s in standard_shapes(wider=True, quick=True)] == names   # no quick variants
+    assert {s.kernel for s in standard_shapes(wider=True, kernel="rnn")} == {"rnn"}
+    assert [s.name for s in standard_shapes(wider=True, names=["attn-16x1024"])] == ["attn-16x1024"]
+    with pytest.raises(ValueError, match="unknown shape"):
+        standard_shapes(wider=True, names=["attn-long"])
