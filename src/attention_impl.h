@@ -194,7 +194,7 @@ BMF_ALWAYS_INLINE VEC KFN(att_row_scores)(const KFN(att_ctx) *c, REAL *s, size_t
     const VEC minus_inf = V(set1)(-(REAL)INFINITY);
     size_t full = nk / VL * VL;
     *plain = !mrow && !brow && n_ok == nk && c->scale > 0;
-    if (*plain) { /* four running maxima: V(max) is a compare and a select, latency-bound */
+    if (*plain) { /* four running maxima: V(max)'s chain is latency-bound */
         VEC vmax4[4] = {minus_inf, minus_inf, minus_inf, minus_inf};
         size_t col = 0;
         for (; col + 4 * VL <= full; col += 4 * VL)

@@ -111,7 +111,12 @@ BMF_SIMD_BASIC(bmf_vd, bmf_vdi, double, BMF_VD_LANES, BMF_VD_SPLAT)
 
 /* max(a, b) = b > a ? b : a.  x86's max(b, a) is defined as exactly that
  * (the second operand when either is NaN, and for +0 against -0): one
- * operation where the compare and select take two or three. */
+ * operation where the compare and select take two or three.  One difference:
+ * under DAZ (bmf_run_body sets it) max reads a subnormal operand as a zero of
+ * its sign and returns that zero, where the select returns the subnormal's
+ * bits; the compare reads it as zero either way, and every value the kernels
+ * take the max of is a result of arithmetic under FTZ (or +-inf), never
+ * subnormal.  The 16-byte level needs SSE2 (i386 without it: the select). */
 #if (defined(__x86_64__) || defined(__i386__)) && BMF_VEC_BYTES == 64
 #include <immintrin.h>
 BMF_ALWAYS_INLINE bmf_vf bmf_vf_max(bmf_vf a, bmf_vf b) { return (bmf_vf)_mm512_max_ps((__m512)b, (__m512)a); }
@@ -120,7 +125,7 @@ BMF_ALWAYS_INLINE bmf_vd bmf_vd_max(bmf_vd a, bmf_vd b) { return (bmf_vd)_mm512_
 #include <immintrin.h>
 BMF_ALWAYS_INLINE bmf_vf bmf_vf_max(bmf_vf a, bmf_vf b) { return (bmf_vf)_mm256_max_ps((__m256)b, (__m256)a); }
 BMF_ALWAYS_INLINE bmf_vd bmf_vd_max(bmf_vd a, bmf_vd b) { return (bmf_vd)_mm256_max_pd((__m256d)b, (__m256d)a); }
-#elif (defined(__x86_64__) || defined(__i386__)) && BMF_VEC_BYTES == 16
+#elif defined(__SSE2__) && BMF_VEC_BYTES == 16
 #include <emmintrin.h>
 BMF_ALWAYS_INLINE bmf_vf bmf_vf_max(bmf_vf a, bmf_vf b) { return (bmf_vf)_mm_max_ps((__m128)b, (__m128)a); }
 BMF_ALWAYS_INLINE bmf_vd bmf_vd_max(bmf_vd a, bmf_vd b) { return (bmf_vd)_mm_max_pd((__m128d)b, (__m128d)a); }

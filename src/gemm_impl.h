@@ -137,11 +137,12 @@ static void KFN(gemm_block)(size_t m0, size_t m1, size_t p0, size_t p1,
                             size_t n_cols, int init, const REAL *bias,
                             int apply_tanh, const REAL *row_scale, int k_down)
 {
-    /* Each row tile streams all of B's panels [p0, p1): where they are more
-     * than L2 holds, every row tile would fetch them from memory again, so
-     * each group of panels is taken for all the rows instead (read from
-     * memory once, then from L2).  The same tiles, in another order: the
-     * same bits. */
+    /* Each row tile streams all of B's panels [p0, p1): where they pass
+     * BMF_GEMM_B_CACHED_BYTES (1 MiB, half of this machine's L2: beside A, C
+     * and the other core's traffic, more does not stay), every row tile would
+     * fetch them from memory again, so each group of panels is taken for all
+     * the rows instead (read from memory once, then from L2).  The same
+     * tiles, in another order: the same bits. */
     if (m1 - m0 > BMF_MR && p1 - p0 > group
         && K * (p1 - p0) * VL * sizeof(REAL) > BMF_GEMM_B_CACHED_BYTES) {
         for (size_t g = p0; g < p1; g += group)
@@ -352,7 +353,8 @@ __attribute__((noinline)) static void KFN(gemm_tile_half1)(
  * then one 8-row block where 8 or more rows are left; the arguments as
  * gemm_block's, B packed; k_down does not apply); returns the first row it
  * left, for gemm_block; k in [kb, ke) as there.  K is taken in slices whose
- * packed A (16 KiB) stays in L1 beside the B panels it meets; between slices
+ * packed A (16 KiB a block; up to 2 blocks, 32 KiB, where B's panels pass
+ * BMF_GEMM_B_CACHED_BYTES) stays in L1 beside the B panels it meets; between slices
  * the partial sums wait in C, exactly, so each element's chain is the same
  * as in one pass.  Flattened so that pack_panels is inlined here: called, it
  * made rnn-batch16 1.02-1.05x slower (the tiles stay calls: noinline). */
@@ -363,9 +365,12 @@ __attribute__((flatten)) static size_t KFN(gemm_block_tall)(size_t m0, size_t m1
                                    int apply_tanh)
 {
     enum { KC = 16384 / (BMF_MR_TALL * sizeof(REAL)) }; /* a multiple of VL */
-    enum { BLOCKS = 4 }; /* row blocks that meet each slice of B together */
+    /* row blocks that meet each slice of B together: the tall rows
+     * gemm_tall_rows picks come to 32 at most (and 48 would take 2 + 1);
+     * each block's packed A is 16 KiB of stack (musl's threads have 128) */
+    enum { BLOCKS = 2 };
     REAL Ap[BLOCKS][KC * BMF_MR_TALL] __attribute__((aligned(64)));
-    /* Where B's panels are more than L2 holds, up to BLOCKS row blocks meet
+    /* Where B's panels pass BMF_GEMM_B_CACHED_BYTES, up to BLOCKS row blocks meet
      * each slice of B together (B then comes from memory once); otherwise
      * one at a time (two sharing a slice of B measured 1.03x the time with B
      * in L2: their packed A crowd L1). */

@@ -40,7 +40,8 @@ RNN_CASES = {                        # T, B, I, H
     "B32-H300": (2, 32, 3, 300),
     # Wx and Wh past GEMM_B_CACHED_BYTES (1 MiB): the projection takes each group of
     # panels for all its rows; on AVX-512 the steps' two 16-row blocks meet each slice of
-    # Wh together on 1 thread, one at a time on 2 (each thread's half of Wh under 1 MiB)
+    # Wh together on 1 thread; one at a time from 2 threads in float32, 3 in float64
+    # (where each thread's share of Wh is under 1 MiB)
     "B32-H520-I600": (2, 32, 600, 520),
     "long-T": (60, 2, 3, 24),
     "B1-H64": (40, 1, 64, 64),       # rnn_lone (few units, B = 1): 4 chains a sum
@@ -152,6 +153,8 @@ ATTENTION_CASES = {       # Lq, Lk, B, E, Ev, heads, causal, mask form
     "Dv200": (35, 150, 1, 16, 200, 1, True, None),
     # K's and V's tiles past 1 MiB: each group of panels for all the block's rows
     "Dk-Dv-1100": (45, 520, 1, 1100, 1100, 1, False, "2d"),
+    # ... with one tile of keys: one P.V product straight to the output, times 1 / l
+    "Dk-Dv-1100-one-tile": (45, 500, 1, 1100, 1100, 1, False, None),
     # whole pairs as items, each thread packing its pairs into one slot (4 MiB of copies)
     "pairs-in-thread-slots": (45, 700, 6, 128, 128, 2, True, "3d-batch-head"),
     # 9 query rows over 17 MB of K and V: key-major, not tiled
@@ -384,7 +387,8 @@ DETERMINISM_RNN = {"H257": (6, 4, 20, 257), "B64": (3, 64, 8, 70),
                    "B12-H128": (5, 12, 3, 128),
                    # Wh too big for the batch split: tall 16-row tiles in segments
                    "B16-H384": (3, 16, 2, 384),
-    # Wh past 1 MiB on one thread, under it on two: the row blocks' order changes
+    # Wh past 1 MiB on one thread, under it on two (float32) or three (float64):
+    # the row blocks' order changes
     "B32-H520-I600": (2, 32, 600, 520),
                    # the batch split on 2 threads: an odd last row, an odd panel
                    # count (8-row tiles of 2 panels, then 1), no input
@@ -445,7 +449,7 @@ def test_attention_bitwise_across_threads(isa, rng, case, dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("case", ["tiled-causal", "decode-regrouped-masked"])
+@pytest.mark.parametrize("case", ["tiled-causal", "decode-regrouped-masked", "thread-slots-causal"])
 def test_attention_bitwise_across_threads_with_nan_in_v(isa, rng, case, dtype):
     # A NaN in V sends P.V down a path that skips removed keys, chosen per
     # query block (tiled) or per group of pairs (decoding), so which rows or
@@ -453,8 +457,12 @@ def test_attention_bitwise_across_threads_with_nan_in_v(isa, rng, case, dtype):
     # a lone row in a GEMM tile of its own (two chains of additions); whole
     # pairs are the items on 1-2 threads, blocks on 3+.  decode: one group of
     # 32 pairs on 1 thread, smaller groups on more; the mask removes keys.
+    # thread-slots-causal: 12 pairs (4 MiB of copies) as items on 1-3 threads,
+    # each thread's pairs packed into its own slot, with V's flags per slot.
     if case == "tiled-causal":
         Lq, Lk, B, E, heads, causal, mask = 41, 41, 1, 2048, 8, True, None
+    elif case == "thread-slots-causal":
+        Lq, Lk, B, E, heads, causal, mask = 45, 700, 6, 128, 2, True, None
     else:
         Lq, Lk, B, E, heads, causal = 1, 600, 8, 256, 4, False
         mask = rng.random((B, 1, 1, Lk)) > 0.2
