@@ -625,7 +625,8 @@ static void KFN(att_pack_tile)(const KFN(att_ctx) *c, size_t bh, size_t t, size_
     /* Read only where a key may be removed (att_tile_may_remove): with no
      * mask and no causality the flag is never asked for. */
     int may_remove = c->mask || c->bool_mask || c->causal;
-    c->v_tile_finite[slot * c->n_ktiles + t] = (unsigned char)(!may_remove || KFN(att_rows_finite)(vdst, c->Dv_pad, nk, c->Dv));
+    c->v_tile_finite[slot * c->n_ktiles + t] =
+        (unsigned char)(!may_remove || KFN(att_rows_finite)(vdst, c->Dv_pad, nk, c->Dv));
 }
 
 /* Tiled path with one key chunk: runs block blk = (batch, head, query

@@ -119,16 +119,34 @@ BMF_SIMD_BASIC(bmf_vd, bmf_vdi, double, BMF_VD_LANES, BMF_VD_SPLAT)
  * subnormal.  The 16-byte level needs SSE2 (i386 without it: the select). */
 #if (defined(__x86_64__) || defined(__i386__)) && BMF_VEC_BYTES == 64
 #include <immintrin.h>
-BMF_ALWAYS_INLINE bmf_vf bmf_vf_max(bmf_vf a, bmf_vf b) { return (bmf_vf)_mm512_max_ps((__m512)b, (__m512)a); }
-BMF_ALWAYS_INLINE bmf_vd bmf_vd_max(bmf_vd a, bmf_vd b) { return (bmf_vd)_mm512_max_pd((__m512d)b, (__m512d)a); }
+BMF_ALWAYS_INLINE bmf_vf bmf_vf_max(bmf_vf a, bmf_vf b)
+{
+    return (bmf_vf)_mm512_max_ps((__m512)b, (__m512)a);
+}
+BMF_ALWAYS_INLINE bmf_vd bmf_vd_max(bmf_vd a, bmf_vd b)
+{
+    return (bmf_vd)_mm512_max_pd((__m512d)b, (__m512d)a);
+}
 #elif (defined(__x86_64__) || defined(__i386__)) && BMF_VEC_BYTES == 32
 #include <immintrin.h>
-BMF_ALWAYS_INLINE bmf_vf bmf_vf_max(bmf_vf a, bmf_vf b) { return (bmf_vf)_mm256_max_ps((__m256)b, (__m256)a); }
-BMF_ALWAYS_INLINE bmf_vd bmf_vd_max(bmf_vd a, bmf_vd b) { return (bmf_vd)_mm256_max_pd((__m256d)b, (__m256d)a); }
+BMF_ALWAYS_INLINE bmf_vf bmf_vf_max(bmf_vf a, bmf_vf b)
+{
+    return (bmf_vf)_mm256_max_ps((__m256)b, (__m256)a);
+}
+BMF_ALWAYS_INLINE bmf_vd bmf_vd_max(bmf_vd a, bmf_vd b)
+{
+    return (bmf_vd)_mm256_max_pd((__m256d)b, (__m256d)a);
+}
 #elif defined(__SSE2__) && BMF_VEC_BYTES == 16
 #include <emmintrin.h>
-BMF_ALWAYS_INLINE bmf_vf bmf_vf_max(bmf_vf a, bmf_vf b) { return (bmf_vf)_mm_max_ps((__m128)b, (__m128)a); }
-BMF_ALWAYS_INLINE bmf_vd bmf_vd_max(bmf_vd a, bmf_vd b) { return (bmf_vd)_mm_max_pd((__m128d)b, (__m128d)a); }
+BMF_ALWAYS_INLINE bmf_vf bmf_vf_max(bmf_vf a, bmf_vf b)
+{
+    return (bmf_vf)_mm_max_ps((__m128)b, (__m128)a);
+}
+BMF_ALWAYS_INLINE bmf_vd bmf_vd_max(bmf_vd a, bmf_vd b)
+{
+    return (bmf_vd)_mm_max_pd((__m128d)b, (__m128d)a);
+}
 #else /* arm64's fmax gives NaN for a NaN operand: the select keeps the rule */
 BMF_ALWAYS_INLINE bmf_vf bmf_vf_max(bmf_vf a, bmf_vf b) { return bmf_vf_max_by_select(a, b); }
 BMF_ALWAYS_INLINE bmf_vd bmf_vd_max(bmf_vd a, bmf_vd b) { return bmf_vd_max_by_select(a, b); }

@@ -364,7 +364,7 @@ int main(void)
         test_attention(40, 0, 2, 1, 16, 16, 0, 0);  /* tiled, no keys: zeros */
         test_attention(90, 200, 2, 1, 16, 24, 3, 0); /* one tile: a block it all removes, a row too */
         test_attention(90, 600, 2, 1, 16, 16, 3, 1); /* ... over two tiles, causal */
-        test_attention(45, 700, 6, 2, 64, 64, 1, 1); /* whole pairs, a slot per thread (4 MiB of copies) */
+        test_attention(45, 700, 6, 2, 64, 64, 1, 1); /* whole pairs, a slot per thread (4 MiB) */
         test_attention(9, 2100, 4, 2, 128, 128, 0, 0); /* key-major: 9 rows over 17 MB of K and V */
     }
     bmf_set_isa(bmf_cpu_isa());
