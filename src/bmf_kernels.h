@@ -39,6 +39,14 @@ void bmf_workspace_release(void *buffer);
 extern double bmf_rnn_takeover_seconds;
 #define BMF_RNN_TAKEOVER_SHARE 0.5
 
+/* A matrix product whose B (its share of the panels) passes this many bytes
+ * takes B a group of panels at a time for all its rows (gemm_impl.h):
+ * half the L2 the OS reports (1 MiB on the 2 MiB L2 the kernels were tuned
+ * on), 1 MiB where it reports none.  Set once when the library loads
+ * (dispatch.c); only the order of the tiles depends on it, never a bit
+ * (the C test checks at 0 and at SIZE_MAX). */
+extern size_t bmf_gemm_b_cached_bytes;
+
 extern const bmf_kernel_table bmf_kernels_baseline;
 #if defined(__x86_64__) || defined(_M_X64)
 #define BMF_HAVE_X86_LEVELS 1

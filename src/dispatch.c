@@ -280,6 +280,17 @@ static void bmf_run_body(bmf_parallel_body body, void *ctx, int tid, int nt)
 /* See bmf_kernels.h. */
 double bmf_rnn_takeover_seconds = 1e-3;
 
+/* See bmf_kernels.h. */
+size_t bmf_gemm_b_cached_bytes = (size_t)1 << 20;
+
+#if (defined(__GNUC__) || defined(__clang__)) && defined(_SC_LEVEL2_CACHE_SIZE)
+__attribute__((constructor)) static void bmf_init_cache_size(void)
+{
+    long l2 = sysconf(_SC_LEVEL2_CACHE_SIZE); /* 0 or -1 where unknown */
+    if (l2 >= (64L << 10) && l2 <= (64L << 20)) bmf_gemm_b_cached_bytes = (size_t)l2 / 2;
+}
+#endif
+
 void bmf_parallel(int n_threads, bmf_parallel_body body, void *ctx)
 {
     pthread_once(&bmf_atfork_once, bmf_register_atfork);

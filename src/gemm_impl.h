@@ -138,8 +138,8 @@ static void KFN(gemm_block)(size_t m0, size_t m1, size_t p0, size_t p1,
                             int apply_tanh, const REAL *row_scale, int k_down)
 {
     /* Each row tile streams all of B's panels [p0, p1): where they pass
-     * BMF_GEMM_B_CACHED_BYTES (1 MiB, half of this machine's L2: beside A, C
-     * and the other core's traffic, more does not stay), every row tile would
+     * BMF_GEMM_B_CACHED_BYTES (half the L2, 1 MiB on the development VM:
+     * beside A, C and the rest, more does not stay), every row tile would
      * fetch them from memory again, so each group of panels is taken for all
      * the rows instead (read from memory once, then from L2).  The same
      * tiles, in another order: the same bits. */

@@ -21,7 +21,7 @@
 #define BMF_MR_TALL 0 /* no tall tile (gemm_impl.h) at this ISA level */
 #endif
 #ifndef BMF_GEMM_B_CACHED_BYTES
-#define BMF_GEMM_B_CACHED_BYTES (1024 * 1024)
+#define BMF_GEMM_B_CACHED_BYTES bmf_gemm_b_cached_bytes /* half the L2: bmf_kernels.h */
 #endif
 #define BMF_ATT_BQ (8 * BMF_MR) /* query rows per attention block: whole tiles */
 #define BMF_ATT_BK 512 /* keys per attention tile (a multiple of every VL) */

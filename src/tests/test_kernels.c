@@ -4,13 +4,14 @@
  * BMF_TEST_MAX_THREADS=N in the environment compares 1..N threads instead
  * (a many-core machine: every split of the work up to N). */
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "bigmodel_fast.h"
-#include "bmf_kernels.h" /* bmf_rnn_takeover_seconds */
+#include "bmf_kernels.h" /* bmf_rnn_takeover_seconds, bmf_gemm_b_cached_bytes */
 
 static int failures;
 static int max_threads = 3; /* BMF_TEST_MAX_THREADS */
@@ -258,6 +259,49 @@ static void test_attention(size_t Lq, size_t Lk, size_t B, size_t nh, size_t Dk,
  * Every result must equal the same call made outside any parallel region,
  * and a later parallel region must still run.  The alarm in main turns a
  * hang into a failure. */
+/* Only the order of the GEMM's tiles depends on bmf_gemm_b_cached_bytes
+ * (gemm_impl.h): at 0 every product of more than 5 rows and one group of
+ * panels goes group by group, and AVX-512's tall blocks two at a time; at
+ * SIZE_MAX none does.  The bits must not move. */
+static void test_gemm_order_keeps_bits(void)
+{
+    const size_t T = 2, B = 37, I = 40, H = 300, n_rnn = T * B * H; /* tall 32 rows + 5 */
+    const size_t Lq = 45, Lk = 300, nh = 2, Dk = 48, Dv = 100, n_att = Lq * 2 * nh * Dv;
+    double *x = rand_array(T * B * I, 31), *h0 = rand_array(B * H, 32), *Wx = rand_array(H * I, 33);
+    double *Wh = rand_array(H * H, 34), *b = rand_array(H, 35);
+    for (size_t i = 0; i < H * H; i++) Wh[i] *= 1.0 / sqrt((double)H);
+    double *Q = rand_array(Lq * 2 * nh * Dk, 36), *K = rand_array(Lk * 2 * nh * Dk, 37);
+    double *V = rand_array(Lk * 2 * nh * Dv, 38);
+    float *x32 = to_f32(x, T * B * I), *h032 = to_f32(h0, B * H), *Wx32 = to_f32(Wx, H * I);
+    float *Wh32 = to_f32(Wh, H * H), *b32 = to_f32(b, H);
+    float *Q32 = to_f32(Q, Lq * 2 * nh * Dk), *K32 = to_f32(K, Lk * 2 * nh * Dk);
+    float *V32 = to_f32(V, Lk * 2 * nh * Dv);
+    size_t saved = bmf_gemm_b_cached_bytes, limits[3] = {saved, 0, SIZE_MAX};
+    ptrdiff_t ms[4] = {0, 0, 0, 0};
+    double *r64[3], *a64[3];
+    float *r32[3], *a32[3];
+    for (int k = 0; k < 3; k++) {
+        bmf_gemm_b_cached_bytes = limits[k];
+        r64[k] = malloc(n_rnn * sizeof(double)); r32[k] = malloc(n_rnn * sizeof(float));
+        a64[k] = malloc(n_att * sizeof(double)); a32[k] = malloc(n_att * sizeof(float));
+        bmf_rnn_f64(T, B, I, H, x, h0, Wx, Wh, b, r64[k], 2);
+        bmf_rnn_f32(T, B, I, H, x32, h032, Wx32, Wh32, b32, r32[k], 2);
+        bmf_attention_f64(Lq, Lk, 2, nh, Dk, Dv, Q, K, V, NULL, 0, ms, 0, 0.125, a64[k], 2);
+        bmf_attention_f32(Lq, Lk, 2, nh, Dk, Dv, Q32, K32, V32, NULL, 0, ms, 0, 0.125, a32[k], 2);
+    }
+    bmf_gemm_b_cached_bytes = saved;
+    int same = 1;
+    for (int k = 1; k < 3; k++)
+        same &= !memcmp(r64[0], r64[k], n_rnn * sizeof(double)) && !memcmp(r32[0], r32[k], n_rnn * sizeof(float))
+                && !memcmp(a64[0], a64[k], n_att * sizeof(double)) && !memcmp(a32[0], a32[k], n_att * sizeof(float));
+    failures += !same;
+    printf("%-6s %-7s the GEMM's tile order (B cached up to 0, %zu, SIZE_MAX bytes): %s\n",
+           same ? "ok" : "FAIL", bmf_isa_name(bmf_get_isa()), saved, same ? "the same bits" : "BITS DIFFER");
+    for (int k = 0; k < 3; k++) { free(r64[k]); free(r32[k]); free(a64[k]); free(a32[k]); }
+    free(x); free(h0); free(Wx); free(Wh); free(b); free(Q); free(K); free(V);
+    free(x32); free(h032); free(Wx32); free(Wh32); free(b32); free(Q32); free(K32); free(V32);
+}
+
 static void test_called_from_openmp_threads(void)
 {
     enum { N = 8, TMAX = 40, I = 2, H = 4, L = 16, D = 4 };
@@ -366,6 +410,7 @@ int main(void)
         test_attention(90, 600, 2, 1, 16, 16, 3, 1); /* ... over two tiles, causal */
         test_attention(45, 700, 6, 2, 64, 64, 1, 1); /* whole pairs, a slot per thread (4 MiB) */
         test_attention(9, 2100, 4, 2, 128, 128, 0, 0); /* key-major: 9 rows over 17 MB of K and V */
+        test_gemm_order_keeps_bits();
     }
     bmf_set_isa(bmf_cpu_isa());
     /* Packed K and V over 32 MiB: a work buffer allocated for the call and
