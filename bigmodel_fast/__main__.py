@@ -33,7 +33,7 @@ def build_parser():
     bench.add_argument("--wider", action="store_true",
                        help="a wider set of shapes instead of the targets' (bench_shapes."
                             "WIDER_SHAPES: batch and hidden sizes up to 1024, few query rows "
-                            "over long keys, odd head sizes; about 3 minutes on 2 cores)")
+                            "over long keys, odd head sizes; about 4 minutes on 2 cores)")
     bench.add_argument("--kernel", choices=KERNELS, help="only this kernel's shapes")
     bench.add_argument("--dtype", choices=DTYPES, help="only shapes of this dtype")
     bench.add_argument("--shapes", metavar="NAME,...",

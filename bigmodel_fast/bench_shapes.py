@@ -7,6 +7,8 @@ count, how to make its inputs (seeded, unit scale, so SPEC's tolerances apply)
 and how to call a function with the ``bf.rnn`` / ``bf.attention`` signature on
 them.  ``quick=True`` gives the smaller variants used by ``bench --quick``:
 the same roles at sizes that keep the whole run near 30 seconds on 2 cores.
+``WIDER_SHAPES`` (``bench --wider``) are sizes beyond the targets', timed the
+same way but with no targets of their own.
 """
 
 import dataclasses
@@ -181,9 +183,9 @@ ATTENTION_SHAPES = (
 SHAPES = RNN_SHAPES + ATTENTION_SHAPES
 
 # `bench --wider`: sizes users run beyond the targets' (no targets of their own),
-# each a few milliseconds or less, to show where the kernels stand elsewhere:
-# lone and batched sequences up to H = 1024, 4-16 query rows over long keys, one
-# wide head, odd head sizes.
+# each call under about 15 ms, to show where the kernels stand elsewhere: lone
+# and batched sequences up to H = 1024, 1-16 query rows over long keys, one wide
+# head, odd head sizes.
 WIDER_SHAPES = (
     RNNShape("rnn-b2-h32", T=50, B=2, I=32, H=32),
     RNNShape("rnn-b4-h128", T=100, B=4, I=128, H=128),
