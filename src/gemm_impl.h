@@ -111,6 +111,16 @@ BMF_ALWAYS_INLINE void KFN(gemm_tile)(
         }
 }
 
+/* True when B's panels [p0, p1) (K deep) pass BMF_GEMM_B_CACHED_BYTES (half
+ * the L2, 1 MiB on the development VM: beside A, C and the rest, more does
+ * not stay): streamed once per row tile, they would come from memory each
+ * time, so gemm_block and gemm_block_tall take them a group or a slice at a
+ * time for several rows instead.  Only the tiles' order changes, never a bit. */
+static inline int KFN(gemm_b_past_cache)(size_t K, size_t p0, size_t p1)
+{
+    return K * (p1 - p0) * VL * sizeof(REAL) > BMF_GEMM_B_CACHED_BYTES;
+}
+
 /* Panels per packed group for a product with M rows: a lone row takes more
  * panels at once, so that enough independent FMA chains hide the latency. */
 static inline size_t KFN(gemm_group)(size_t M) { return M == 1 ? BMF_NV1 : BMF_NV; }
@@ -137,14 +147,10 @@ static void KFN(gemm_block)(size_t m0, size_t m1, size_t p0, size_t p1,
                             size_t n_cols, int init, const REAL *bias,
                             int apply_tanh, const REAL *row_scale, int k_down)
 {
-    /* Each row tile streams all of B's panels [p0, p1): where they pass
-     * BMF_GEMM_B_CACHED_BYTES (half the L2, 1 MiB on the development VM:
-     * beside A, C and the rest, more does not stay), every row tile would
-     * fetch them from memory again, so each group of panels is taken for all
-     * the rows instead (read from memory once, then from L2).  The same
-     * tiles, in another order: the same bits. */
-    if (m1 - m0 > BMF_MR && p1 - p0 > group
-        && K * (p1 - p0) * VL * sizeof(REAL) > BMF_GEMM_B_CACHED_BYTES) {
+    /* Each row tile streams all of B's panels [p0, p1): past the cache
+     * (gemm_b_past_cache), each group of panels is taken for all the rows
+     * instead (read from memory once, then from L2). */
+    if (m1 - m0 > BMF_MR && p1 - p0 > group && KFN(gemm_b_past_cache)(K, p0, p1)) {
         for (size_t g = p0; g < p1; g += group)
             KFN(gemm_block)(m0, m1, g, p1 - g < group ? p1 : g + group, packed_p1, group, K, kb,
                             ke, A, lda, Bp, b_ld, C, ldc, n_cols, init, bias, apply_tanh,
@@ -370,11 +376,11 @@ __attribute__((flatten)) static size_t KFN(gemm_block_tall)(size_t m0, size_t m1
      * each block's packed A is 16 KiB of stack (musl's threads have 128) */
     enum { BLOCKS = 2 };
     REAL Ap[BLOCKS][KC * BMF_MR_TALL] __attribute__((aligned(64)));
-    /* Where B's panels pass BMF_GEMM_B_CACHED_BYTES, up to BLOCKS row blocks meet
-     * each slice of B together (B then comes from memory once); otherwise
-     * one at a time (two sharing a slice of B measured 1.03x the time with B
-     * in L2: their packed A crowd L1). */
-    size_t i = m0, blocks = K * (p1 - p0) * VL * sizeof(REAL) > BMF_GEMM_B_CACHED_BYTES ? BLOCKS : 1;
+    /* Past the cache (gemm_b_past_cache), up to BLOCKS row blocks meet each
+     * slice of B together (B then comes from memory once); otherwise one at
+     * a time (two sharing a slice of B measured 1.03x the time with B in L2:
+     * their packed A crowd L1). */
+    size_t i = m0, blocks = KFN(gemm_b_past_cache)(K, p0, p1) ? BLOCKS : 1;
     while (i + BMF_HALF_TALL <= m1) {
         /* up to `blocks` blocks (16 rows, the last maybe 8) from row i */
         size_t start[BLOCKS], rows[BLOCKS], nb = 0, next = i;
