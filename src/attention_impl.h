@@ -57,6 +57,7 @@ typedef struct {
     REAL *out;
     size_t n_qblocks, n_chunks, chunk_keys, rows_per_item, Dv_pad;
     int key_major;
+    size_t ql_vectors;   /* key-major items on the query-lanes path: vectors of lanes, else 0 */
     int bh_major;        /* tiled, one key chunk, many (batch, head): see att_body */
     int slot_per_thread; /* bh_major: each thread packs its pairs into one slot */
     bmf_progress *pack_next, *item_next; /* bmf_next_item_affine's counters, nt each */
@@ -589,6 +590,283 @@ static void KFN(att_item_key_major)(const KFN(att_ctx) *c, size_t item, REAL *S)
     }
 }
 
+/* Query-lanes path (up to BMF_ATT_QL_MAX_Q query rows, see there): the
+ * key-major path's items, but the query rows sit in the lanes of nqv
+ * vectors (W = nqv * VL lanes, the lanes past Lq zeros), and K and V are
+ * read in place, each element broadcast to the lanes:
+ *   S^T[j] = sum_d K[j][d] * Qt[d]     (Qt: the pair's Q rows transposed),
+ *   the online softmax down the keys (a lane's max and sum are vector
+ *   operations across keys, with no horizontal reduction),
+ *   O^T[e] += V[j][e] * P^T[j].
+ * Every line of a pair's K and V rows is read once, so the rows' stride
+ * (B * E elements, 4 KiB at attn-16x1024) costs nothing, and nothing is
+ * packed.  Key-major's dot products reduce VL lanes per score; the tiled
+ * path packs K and V, which 16 query rows do not amortise (attn-16x1024's
+ * copies were half its time). */
+#define BMF_ATT_QL_MAX_Q 16 /* a multiple of every VL: W <= 16 */
+
+/* ST[jj] = the jb keys' scores: jb x nqv accumulators, one chain each over d. */
+BMF_ALWAYS_INLINE void KFN(att_ql_dots_block)(const int nqv, const int jb, const REAL *k, size_t ld,
+                                              size_t Dk, const REAL *Qt, REAL *st)
+{
+    const int W = nqv * VL;
+    VEC acc[8][8];
+#pragma GCC unroll 8
+    for (int jj = 0; jj < jb; jj++)
+#pragma GCC unroll 8
+        for (int u = 0; u < nqv; u++) acc[jj][u] = V(set1)(0);
+    for (size_t d = 0; d < Dk; d++) {
+        VEC q[8];
+#pragma GCC unroll 8
+        for (int u = 0; u < nqv; u++) q[u] = V(load)(Qt + d * W + (size_t)u * VL);
+#pragma GCC unroll 8
+        for (int jj = 0; jj < jb; jj++) {
+            VEC kj = V(set1)(k[(size_t)jj * ld + d]);
+#pragma GCC unroll 8
+            for (int u = 0; u < nqv; u++) acc[jj][u] = V(fma)(kj, q[u], acc[jj][u]);
+        }
+    }
+#pragma GCC unroll 8
+    for (int jj = 0; jj < jb; jj++)
+#pragma GCC unroll 8
+        for (int u = 0; u < nqv; u++) V(store)(st + (size_t)jj * W + (size_t)u * VL, acc[jj][u]);
+}
+
+/* The scores of keys [0, nk) at k (rows ld apart) into ST: blocks of keys
+ * as wide as the registers allow (jb * nqv = 8), then the rest. */
+static void KFN(att_ql_dots)(size_t nqv, const REAL *k, size_t ld, size_t nk, size_t Dk,
+                             const REAL *Qt, REAL *ST)
+{
+    size_t j = 0, W = nqv * VL;
+#define BMF_QL_DOTS(NQV, JB)                                                             \
+    for (; j + (JB) <= nk; j += (JB)) {                                                  \
+        for (size_t jj = j + (JB); jj < j + 2 * (JB) && jj < nk; jj++)                   \
+            for (size_t d = 0; d < Dk; d += 64 / sizeof(REAL)) __builtin_prefetch(k + jj * ld + d); \
+        KFN(att_ql_dots_block)(NQV, JB, k + j * ld, ld, Dk, Qt, ST + j * W);            \
+    }
+    switch (nqv) {
+    case 1: BMF_QL_DOTS(1, 8); BMF_QL_DOTS(1, 4); BMF_QL_DOTS(1, 1); break;
+    case 2: BMF_QL_DOTS(2, 4); BMF_QL_DOTS(2, 1); break;
+    case 4: BMF_QL_DOTS(4, 2); BMF_QL_DOTS(4, 1); break;
+    default: BMF_QL_DOTS(8, 1); break;
+    }
+#undef BMF_QL_DOTS
+}
+
+/* O rows [0, mr) x columns [0, n_valid) (nv vectors; whole: nv * VL) += P V
+ * over nk keys: lane r of PT[j] (W lanes per key) is row r's weight of key
+ * j, and V's key rows (ld apart) are read in place. */
+BMF_ALWAYS_INLINE void KFN(att_ql_pv_tile)(const int mr, const int nv, const int whole, const REAL *PT,
+                                           size_t W, size_t nk, const REAL *v, size_t ld, REAL *o,
+                                           size_t ldo, size_t n_valid)
+{
+    VEC acc[BMF_MR][4];
+#pragma GCC unroll 8
+    for (int r = 0; r < mr; r++)
+#pragma GCC unroll 4
+        for (int u = 0; u < nv; u++)
+            acc[r][u] = V(load_partial)(o + (size_t)r * ldo + (size_t)u * VL,
+                                        whole ? VL : n_valid - (size_t)u * VL);
+    for (size_t j = 0; j < nk; j++, v += ld, PT += W) {
+        VEC bv[4];
+#pragma GCC unroll 4
+        for (int u = 0; u < nv; u++) {
+            bv[u] = whole ? V(load)(v + (size_t)u * VL)
+                          : V(load_partial)(v + (size_t)u * VL, n_valid - (size_t)u * VL);
+        }
+#pragma GCC unroll 8
+        for (int r = 0; r < mr; r++) {
+            VEC a = V(set1)(PT[r]);
+#pragma GCC unroll 4
+            for (int u = 0; u < nv; u++) acc[r][u] = V(fma)(a, bv[u], acc[r][u]);
+        }
+    }
+#pragma GCC unroll 8
+    for (int r = 0; r < mr; r++)
+#pragma GCC unroll 4
+        for (int u = 0; u < nv; u++)
+            V(store_partial)(o + (size_t)r * ldo + (size_t)u * VL, acc[r][u],
+                             whole ? VL : n_valid - (size_t)u * VL);
+}
+
+/* O (nq rows, ldo apart) += P V over the pair's Dv columns (v: its first
+ * key's row), in tiles of up to BMF_MR rows (as even as can be) x BMF_NV
+ * vectors; a last partial vector (Dv % VL) a row at a time. */
+static void KFN(att_ql_pv)(size_t nq, const REAL *PT, size_t W, size_t nk, const REAL *v, size_t ld,
+                           size_t Dv, REAL *O, size_t ldo)
+{
+    size_t Dv_whole = Dv / VL * VL;
+    for (size_t r0 = 0; r0 < nq;) {
+        size_t left = nq - r0, tiles = (left + BMF_MR - 1) / BMF_MR, mr = (left + tiles - 1) / tiles;
+        const REAL *pt = PT + r0;
+        for (size_t e = 0; e < Dv_whole; e += BMF_NV * VL) {
+            size_t nv = (Dv_whole - e) / VL < BMF_NV ? (Dv_whole - e) / VL : BMF_NV;
+            const REAL *ve = v + e;
+            REAL *o = O + r0 * ldo + e;
+#define BMF_QL_PV_ROWS(NV)                                                                   \
+    switch (mr) {                                                                            \
+    case 1: KFN(att_ql_pv_tile)(1, NV, 1, pt, W, nk, ve, ld, o, ldo, VL * NV); break;        \
+    case 2: KFN(att_ql_pv_tile)(2, NV, 1, pt, W, nk, ve, ld, o, ldo, VL * NV); break;        \
+    case 3: KFN(att_ql_pv_tile)(3, NV, 1, pt, W, nk, ve, ld, o, ldo, VL * NV); break;        \
+    case 4: KFN(att_ql_pv_tile)(4, NV, 1, pt, W, nk, ve, ld, o, ldo, VL * NV); break;        \
+    default: KFN(att_ql_pv_tile)(BMF_MR, NV, 1, pt, W, nk, ve, ld, o, ldo, VL * NV); break;  \
+    }
+            switch (nv) {
+            case 1: BMF_QL_PV_ROWS(1); break;
+            case 2: BMF_QL_PV_ROWS(2); break;
+            case 3: BMF_QL_PV_ROWS(3); break;
+            default: BMF_QL_PV_ROWS(BMF_NV); break;
+            }
+#undef BMF_QL_PV_ROWS
+        }
+        if (Dv_whole < Dv)
+            for (size_t r = r0; r < r0 + mr; r++)
+                KFN(att_ql_pv_tile)(1, 1, 0, PT + r, W, nk, v + Dv_whole, ld, O + r * ldo + Dv_whole,
+                                    ldo, Dv - Dv_whole);
+        r0 += mr;
+    }
+}
+
+/* One step of the online softmax over the nk keys' scores ST (W lanes per
+ * key) of the (batch, head) pair whose mask rows are mask_bh / bool_bh: the
+ * same arithmetic as att_softmax_rows, a lane per query row.  Leaves P in ST
+ * (with mark_removed, -0.0 for a removed key, as att_row_exp), updates the
+ * lanes' m and l, and rescales the output rows O (Dv_pad apart). */
+static void KFN(att_ql_softmax)(const KFN(att_ctx) *c, size_t nqv, REAL *ST, REAL *RT, size_t nk,
+                                size_t j0, const REAL *mask_bh, const unsigned char *bool_bh,
+                                int mark_removed, REAL *m, REAL *l, REAL *O)
+{
+    const size_t W = nqv * VL, nq = c->Lq;
+    const VEC scale = V(set1)(c->scale), minus_inf = V(set1)(-(REAL)INFINITY);
+    const VEC zero = V(set1)(0), one = V(set1)(1), neg_zero = V(set1)(-(REAL)0);
+    /* plain: nothing removed (row 0 sees the fewest keys) and a positive
+     * scale, so the max of the raw scores times scale is the scaled max */
+    int plain = !mask_bh && !bool_bh && KFN(att_keys_ok)(c, 0, j0, nk) == nk && c->scale > 0;
+    VEC vmax[8];
+    for (size_t u = 0; u < nqv; u++) vmax[u] = minus_inf;
+    if (plain) {
+        for (size_t j = 0; j < nk; j++)
+            for (size_t u = 0; u < nqv; u++) vmax[u] = V(max)(vmax[u], V(load)(ST + j * W + u * VL));
+        for (size_t u = 0; u < nqv; u++) vmax[u] *= scale;
+    } else {
+        /* row q sees key j0 + j while q >= j0 + j - (Lk - Lq) */
+        const REAL first_row = (REAL)((ptrdiff_t)j0 - ((ptrdiff_t)c->Lk - (ptrdiff_t)c->Lq));
+        for (size_t j = 0; j < nk; j++) {
+            for (size_t u = 0; u < nqv; u++) {
+                VEC sv = V(load)(ST + j * W + u * VL) * scale; /* rounded, then + mask */
+                VEC row = V(iota)() + (REAL)(u * VL);
+                VI removed = c->causal ? row < first_row + (REAL)j : (VI){0};
+                if (mask_bh || bool_bh) {
+                    VEC mv = zero;
+                    VI by_bool = (VI){0};
+                    for (size_t r = u * VL; r < nq && r < (u + 1) * VL; r++) {
+                        ptrdiff_t at = (ptrdiff_t)r * c->ms[2] + (ptrdiff_t)(j0 + j) * c->ms[3];
+                        if (mask_bh) mv[r - u * VL] = mask_bh[at];
+                        else by_bool[r - u * VL] = bool_bh[at] ? 0 : -1;
+                    }
+                    /* -inf removes the key whatever its score (even NaN) */
+                    removed |= mask_bh ? (mv == minus_inf) : by_bool;
+                    sv += mv;
+                }
+                sv = V(select)(removed, minus_inf, sv);
+                V(store)(ST + j * W + u * VL, sv);
+                if (mark_removed) V(store)(RT + j * W + u * VL, V(select)(removed, one, zero));
+                vmax[u] = V(max)(vmax[u], sv);
+            }
+        }
+    }
+    VEC alpha[8], m_use[8], sum[8];
+    int all_one = 1;
+    for (size_t u = 0; u < nqv; u++) {
+        VEC m_old = V(load)(m + u * VL);
+        VEC m_new = V(max)(vmax[u], m_old);
+        /* exp(-inf - -inf) would be NaN: a row with nothing yet uses 0. */
+        m_use[u] = V(select)(m_new == minus_inf, zero, m_new);
+        VEC a = V(exp_nonpositive)(m_old - m_use[u]); /* m_old <= m_use */
+        a = V(select)(m_old == minus_inf, zero, a); /* nothing before: 0 exactly */
+        alpha[u] = V(select)(m_old == m_use[u], one, a);
+        for (int i = 0; i < VL; i++) all_one &= alpha[u][i] == 1;
+        V(store)(m + u * VL, m_new);
+        sum[u] = zero;
+    }
+    for (size_t j = 0; j < nk; j++)
+        for (size_t u = 0; u < nqv; u++) {
+            VEC sv = V(load)(ST + j * W + u * VL);
+            if (plain) sv = sv * scale; /* rounded before - m, as the reference */
+            VEC p = V(exp_nonpositive)(sv - m_use[u]);
+            sum[u] += p;
+            if (mark_removed) p = V(select)(V(load)(RT + j * W + u * VL) != 0, neg_zero, p);
+            V(store)(ST + j * W + u * VL, p);
+        }
+    for (size_t u = 0; u < nqv; u++)
+        V(store)(l + u * VL, V(fma)(V(load)(l + u * VL), alpha[u], sum[u]));
+    if (!all_one)
+        for (size_t r = 0; r < nq; r++) {
+            VEC a = V(set1)(alpha[r / VL][r % VL]);
+            for (size_t e = 0; e < c->Dv_pad; e += VL)
+                V(store)(O + r * c->Dv_pad + e, V(load)(O + r * c->Dv_pad + e) * a);
+        }
+}
+
+/* Query-lanes path: one item = the pairs [bh0, bh1) and the keys of one
+ * chunk, as att_item_key_major; each pair's m, l and O go to its partial,
+ * O accumulated there.  scratch: ST and RT (BMF_ATT_BK_KM x W each), then
+ * per pair Qt (Dk x W), m and l (W each). */
+static void KFN(att_item_qlanes)(const KFN(att_ctx) *c, size_t item, REAL *scratch)
+{
+    const size_t BK = BMF_ATT_BK_KM, nq = c->Lq, Dk = c->Dk, Dv = c->Dv, Dv_pad = c->Dv_pad;
+    const size_t nqv = c->ql_vectors, W = nqv * VL, per_pair = (Dk + 2) * W;
+    size_t chunk = item % c->n_chunks, grp = item / c->n_chunks;
+    size_t n_bh = c->B * c->heads, bh0 = grp * c->group_bh;
+    size_t ng = n_bh - bh0 < c->group_bh ? n_bh - bh0 : c->group_bh;
+    size_t k0, k1;
+    KFN(att_chunk_keys)(c, chunk, nq, &k0, &k1);
+    REAL *ST = scratch, *RT = ST + BK * W, *pairs = RT + BK * W;
+    for (size_t g = 0; g < ng; g++) {
+        REAL *Qt = pairs + g * per_pair, *m = Qt + Dk * W, *l = m + W;
+        const REAL *q = c->Q + (bh0 + g) * Dk;
+        for (size_t d = 0; d < Dk; d++)
+            for (size_t r = 0; r < W; r++) Qt[d * W + r] = r < nq ? q[r * c->ld_q + d] : 0;
+        for (size_t r = 0; r < W; r++) { m[r] = -(REAL)INFINITY; l[r] = 0; }
+        memset(KFN(att_partial)(c, bh0 + g, chunk) + 2 * nq, 0, nq * Dv_pad * sizeof(REAL));
+    }
+    for (size_t j0 = k0; j0 < k1; j0 += BK) {
+        size_t nk = k1 - j0 < BK ? k1 - j0 : BK;
+        for (size_t g = 0; g < ng; g++) {
+            size_t bh = bh0 + g;
+            const REAL *mask_bh;
+            const unsigned char *bool_bh;
+            KFN(att_mask_bh)(c, bh, &mask_bh, &bool_bh);
+            int masked = mask_bh || bool_bh;
+            if (masked && KFN(att_tile_masked)(c, mask_bh, bool_bh, 0, nq, j0, nk)) continue;
+            REAL *Qt = pairs + g * per_pair, *m = Qt + Dk * W, *l = m + W;
+            REAL *O = KFN(att_partial)(c, bh, chunk) + 2 * nq;
+            const REAL *kp = c->K + j0 * c->ld_q + bh * Dk, *vp = c->V + j0 * c->ld_v + bh * Dv;
+            KFN(att_ql_dots)(nqv, kp, c->ld_q, nk, Dk, Qt, ST);
+            /* The V finite pass only where a key may be removed. */
+            int v_finite = !KFN(att_tile_may_remove)(c, masked, 0, j0, nk)
+                           || KFN(att_rows_finite)(vp, c->ld_v, nk, Dv);
+            KFN(att_ql_softmax)(c, nqv, ST, RT, nk, j0, mask_bh, bool_bh, !v_finite, m, l, O);
+            if (v_finite) {
+                KFN(att_ql_pv)(nq, ST, W, nk, vp, c->ld_v, Dv, O, Dv_pad);
+            } else { /* rare: skip removed keys so their NaN/inf stays out */
+                for (size_t r = 0; r < nq; r++)
+                    for (size_t j = 0; j < nk; j++) {
+                        REAL p = ST[j * W + r];
+                        if (signbit(p)) continue;
+                        for (size_t e = 0; e < Dv; e++)
+                            O[r * Dv_pad + e] = V(fma1)(p, vp[j * c->ld_v + e], O[r * Dv_pad + e]);
+                    }
+            }
+        }
+    }
+    for (size_t g = 0; g < ng; g++) { /* partials: m[nq], l[nq], O[nq][Dv_pad] */
+        const REAL *m = pairs + g * per_pair + Dk * W, *l = m + W;
+        REAL *part = KFN(att_partial)(c, bh0 + g, chunk);
+        for (size_t r = 0; r < nq; r++) { part[r] = m[r]; part[nq + r] = l[r]; }
+    }
+}
+
 /* out row = O / l, or zeros for a row whose total weight is 0 (it saw no
  * key, or only keys scored -inf, whose O may hold 0 * NaN: the reference
  * gives zeros then too). */
@@ -673,7 +951,9 @@ static void KFN(att_body)(void *arg, int tid, int nt)
      * whose K and V it packed above (attn-8heads 0.96-0.97x of the time
      * with first come, first served; decoding 0.95-1.00x). */
     for (size_t item; (item = bmf_next_item_affine(c->item_next, n_items, tid, nt)) < n_items;) {
-        if (c->key_major) {
+        if (c->ql_vectors) {
+            KFN(att_item_qlanes)(c, item, scratch);
+        } else if (c->key_major) {
             KFN(att_item_key_major)(c, item, scratch);
         } else if (c->n_chunks == 1) {
             KFN(att_block)(c, item, item / c->n_qblocks, scratch);
@@ -719,15 +999,21 @@ static void KFN(att_body)(void *arg, int tid, int nt)
 #define BMF_ATT_MIN_CHUNK_KM 256 /* key-major */
 /* Less work than this per thread does not repay a thread's start. */
 #define BMF_ATT_MIN_MACS_PER_THREAD 1048576
-/* From this many query rows on, packing K and V once pays for itself; from
- * the second many where K and V together pass the given size (beyond what
- * caches hold, the packing is one more trip to memory, a row at a time:
- * 12 query rows over 128 MiB of K and V, "12 4096 8 512 8", took 0.67x of
- * the time key-major; 15 rows over 16 MiB the same time either way; under
- * 8 MiB key-major took up to 1.9x as long). */
+/* Fewer query rows than the first number take the key-major path, and
+ * fewer than the second where K and V together pass the given size: its
+ * contiguous key-row segments stream from memory, where the other paths read
+ * each pair's rows apart (ab_kernels, 2 threads, key-major against query
+ * lanes: "8 4096 8 512 8" (128 MiB) 0.77x of the time, "10 4096 8 512 8"
+ * 0.85x, "12 4096 8 512 8" 1.06x, "8 2048 8 512 8" (64 MiB) 1.03x; with 2-6
+ * query rows over 1 MiB or more key-major took 0.55-0.83x). */
 #define BMF_ATT_TILED_MIN_Q 8
-#define BMF_ATT_TILED_MIN_Q_BIG_KV 16
-#define BMF_ATT_BIG_KV_BYTES ((size_t)16 << 20)
+#define BMF_ATT_TILED_MIN_Q_BIG_KV 12
+#define BMF_ATT_BIG_KV_BYTES ((size_t)64 << 20)
+/* The rest up to BMF_ATT_QL_MAX_Q query rows take the query-lanes path from
+ * this many keys on: against the tiled path, whose packing few rows do not
+ * amortise, "16 1024 4 256 4" 0.57x, "16 512 8 64 1" 0.78x, "8 256 8 64 1"
+ * 0.80x of the time; at 128 keys 1.0x, at 64 1.1x. */
+#define BMF_ATT_QL_MIN_LK 256
 /* Tiled: (batch, head) pairs are the work items from this many per thread,
  * up to this many query rows. */
 #define BMF_ATT_BH_MAJOR_PER_THREAD 4
@@ -773,8 +1059,12 @@ int KFN(attention)(size_t Lq, size_t Lk, size_t B, size_t heads, size_t Dk,
     c.rows_per_item = Lq < BMF_ATT_BQ ? Lq : BMF_ATT_BQ;
     c.Dv_pad = (Dv + VL - 1) / VL * VL;
     size_t kv_bytes = Lk * B * heads * (Dk + Dv) * sizeof(REAL);
-    c.key_major = Lq < BMF_ATT_TILED_MIN_Q
-                  || (Lq < BMF_ATT_TILED_MIN_Q_BIG_KV && kv_bytes > BMF_ATT_BIG_KV_BYTES);
+    int key_major = Lq < BMF_ATT_TILED_MIN_Q
+                    || (Lq < BMF_ATT_TILED_MIN_Q_BIG_KV && kv_bytes > BMF_ATT_BIG_KV_BYTES);
+    int q_lanes = !key_major && Lq <= BMF_ATT_QL_MAX_Q && Lk >= BMF_ATT_QL_MIN_LK;
+    c.key_major = key_major || q_lanes; /* query lanes: key-major's items */
+    if (q_lanes) /* vectors of query lanes, a power of two: see att_ql_dots */
+        for (c.ql_vectors = 1; c.ql_vectors * VL < Lq; c.ql_vectors *= 2) {}
     size_t n_bh = B * heads, n_blocks = n_bh * c.n_qblocks, n_items, tile;
     if (c.key_major) { /* n_qblocks == 1, rows_per_item == Lq */
         size_t d = Dk > Dv ? Dk : Dv;
@@ -786,6 +1076,8 @@ int KFN(attention)(size_t Lq, size_t Lk, size_t B, size_t heads, size_t Dk,
         KFN(att_split_keys)(&c, c.n_groups, BMF_ATT_MIN_CHUNK_KM, BMF_ATT_BK_KM);
         n_items = c.n_groups * c.n_chunks;
         tile = c.group_bh * Lq * BMF_ATT_BK_KM; /* S */
+        if (q_lanes) /* ST and RT, and each pair's Qt, O^T, m and l */
+            tile = (2 * BMF_ATT_BK_KM + c.group_bh * (Dk + 2)) * c.ql_vectors * VL;
     } else {
         KFN(att_split_keys)(&c, n_blocks, BMF_ATT_MIN_CHUNK, BMF_ATT_BK);
         n_items = n_blocks * c.n_chunks;
@@ -802,7 +1094,7 @@ int KFN(attention)(size_t Lq, size_t Lk, size_t B, size_t heads, size_t Dk,
          * items): smaller groups of pairs give more.  The chunks stay as the
          * shape set them above; why the group changes no bit: the header. */
         size_t d = Dk > Dv ? Dk : Dv;
-        size_t min_group = BMF_ATT_MIN_SEGMENT_BYTES / sizeof(REAL) / (d ? d : 1);
+        size_t min_group = c.ql_vectors ? 1 : BMF_ATT_MIN_SEGMENT_BYTES / sizeof(REAL) / (d ? d : 1);
         while (c.n_groups * c.n_chunks < BMF_ATT_KM_ITEMS_PER_THREAD * (size_t)nt_work
                && c.group_bh / 2 >= (min_group ? min_group : 1)) {
             c.group_bh /= 2;

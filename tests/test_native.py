@@ -157,8 +157,17 @@ ATTENTION_CASES = {       # Lq, Lk, B, E, Ev, heads, causal, mask form
     "Dk-Dv-1100-one-tile": (45, 500, 1, 1100, 1100, 1, False, None),
     # whole pairs as items, each thread packing its pairs into one slot (4 MiB of copies)
     "pairs-in-thread-slots": (45, 700, 6, 128, 128, 2, True, "3d-batch-head"),
-    # 9 query rows over 17 MB of K and V: key-major, not tiled
+    # 9 query rows over 17 MB of K and V: the query-lanes path (key-major past 64 MiB)
     "few-rows-big-kv": (9, 2100, 4, 256, 256, 2, False, "4d-padding"),
+    # the query-lanes path (8-16 query rows, 256 keys or more): K and V read in place,
+    # each query row a vector lane; key chunks, several pairs per item
+    "query-lanes": (16, 1100, 2, 128, 128, 2, False, None),
+    # ... causal with Lq < Lk and a full mask, heads of 20 and 10 (partial vectors)
+    "query-lanes-causal-masked": (13, 700, 3, 40, 20, 2, True, "4d-full"),
+    # ... whole 512-key tiles removed by a boolean mask, a row with no key
+    "query-lanes-tiles-bool": (9, TILED_LK, 2, 8, 8, 1, False, "tiles-bool"),
+    # ... heads of 80, causal and a boolean mask, the least keys it takes
+    "query-lanes-E80": (12, 256, 1, 80, 80, 1, True, "2d-bool"),
     "many-heads": (3, 20, 7, 64, 48, 16, False, "3d-batch-head-bool"),
     # 16 pairs of short queries, enough work for 3 threads: each packs and runs whole pairs
     "pairs-as-items-causal": (40, 300, 4, 64, 64, 4, True, "4d-padding"),
@@ -210,28 +219,31 @@ def test_attention_nan_stays_in_its_row(isa, rng, dtype, Lk):
 
 
 @pytest.mark.parametrize("where", ["K", "V"])
-@pytest.mark.parametrize("how", ["whole-tile", "part-tile", "bool-part-tile", "causal"])
+@pytest.mark.parametrize("how", ["whole-tile", "part-tile", "bool-part-tile", "causal",
+                                 "lanes-part-tile", "lanes-causal"])
 def test_attention_removed_keys_are_never_read(isa, rng, where, how):
-    # Key 200 holds a NaN; only the rows that keep key 200 may turn NaN (SPEC:
+    # One key holds a NaN; only the rows that keep that key may turn NaN (SPEC:
     # "a NaN in the inputs of a row gives NaN in that row only").  Whether the
-    # key's tile is skipped whole or computed must not matter.
-    Lq, Lk = (300, 300) if how == "causal" else (40, TILED_LK)
+    # key's tile is skipped whole or computed must not matter.  lanes-*: 12
+    # query rows, the query-lanes path.
+    Lq, Lk, key = {"causal": (300, 300, 200), "lanes-causal": (12, 300, 295),
+                   "lanes-part-tile": (12, TILED_LK, 200)}.get(how, (40, TILED_LK, 200))
     Q, K, V = attention_inputs(rng, Lq, Lk, 1, 8, 8)
-    (K if where == "K" else V)[200, 0, 3] = np.nan
+    (K if where == "K" else V)[key, 0, 3] = np.nan
     keeps = np.ones((Lq, Lk), bool)
     mask, causal = None, False
-    if how == "causal":
+    if how.endswith("causal"):
         causal = True
-        keeps = np.tril(keeps)                   # rows >= 200 see key 200
+        keeps = np.tril(keeps, Lk - Lq)          # row i sees keys up to i + Lk - Lq
     elif how == "whole-tile":
-        keeps[:, 0:KEY_TILE] = False             # key 200's whole tile
+        keeps[:, 0:KEY_TILE] = False             # the key's whole tile
     else:
-        keeps[::2, 200] = False                  # even rows drop key 200 only
-    if how != "causal":
+        keeps[::2, key] = False                  # even rows drop the key only
+    if not how.endswith("causal"):
         mask = keeps if how.startswith("bool") else np.where(keeps, 0.0, -np.inf)
     expected = ref.attention(Q, K, V, mask, causal=causal)
-    assert np.isfinite(expected[~keeps[:, 200]]).all()
-    assert not np.isfinite(expected[keeps[:, 200]]).all(axis=(1, 2)).any()
+    assert np.isfinite(expected[~keeps[:, key]]).all()
+    assert not np.isfinite(expected[keeps[:, key]]).all(axis=(1, 2)).any()
     got = bf.attention(Q, K, V, mask, causal=causal)
     assert_close(got, expected)
 
@@ -405,6 +417,8 @@ DETERMINISM_ATTENTION = {    # Lq, Lk, B, E, Ev, heads, causal, mask form
     "decode-regrouped": (1, 600, 8, 256, 256, 4, False, "4d-padding"),
     # whole pairs in a slot per thread (on 1 thread: one slot for all 12 pairs)
     "pairs-in-thread-slots": (45, 700, 6, 128, 128, 2, True, "3d-batch-head"),
+    # query lanes: 32 pairs in groups that shrink with the thread count, 2 key chunks
+    "query-lanes-regrouped": (12, 600, 8, 256, 256, 4, True, "4d-padding"),
 }
 
 
@@ -449,7 +463,8 @@ def test_attention_bitwise_across_threads(isa, rng, case, dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("case", ["tiled-causal", "decode-regrouped-masked", "thread-slots-causal"])
+@pytest.mark.parametrize("case", ["tiled-causal", "decode-regrouped-masked", "thread-slots-causal",
+                                  "query-lanes-masked"])
 def test_attention_bitwise_across_threads_with_nan_in_v(isa, rng, case, dtype):
     # A NaN in V sends P.V down a path that skips removed keys, chosen per
     # query block (tiled) or per group of pairs (decoding), so which rows or
@@ -459,12 +474,15 @@ def test_attention_bitwise_across_threads_with_nan_in_v(isa, rng, case, dtype):
     # 32 pairs on 1 thread, smaller groups on more; the mask removes keys.
     # thread-slots-causal: 12 pairs (4 MiB of copies) as items on 1-3 threads,
     # each thread's pairs packed into its own slot, with V's flags per slot.
+    # query-lanes-masked: 12 query rows, groups of pairs as in decoding.
     if case == "tiled-causal":
         Lq, Lk, B, E, heads, causal, mask = 41, 41, 1, 2048, 8, True, None
     elif case == "thread-slots-causal":
         Lq, Lk, B, E, heads, causal, mask = 45, 700, 6, 128, 2, True, None
     else:
         Lq, Lk, B, E, heads, causal = 1, 600, 8, 256, 4, False
+        if case == "query-lanes-masked":
+            Lq = 12
         mask = rng.random((B, 1, 1, Lk)) > 0.2
     Q, K, V = attention_inputs(rng, Lq, Lk, B, E, E, dtype)
     V[0, 0, 0] = np.nan     # feature 0 of head 0 of batch row 0

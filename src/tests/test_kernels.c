@@ -409,13 +409,18 @@ int main(void)
         test_attention(90, 200, 2, 1, 16, 24, 3, 0); /* one tile: a block it all removes, a row too */
         test_attention(90, 600, 2, 1, 16, 16, 3, 1); /* ... over two tiles, causal */
         test_attention(45, 700, 6, 2, 64, 64, 1, 1); /* whole pairs, a slot per thread (4 MiB) */
-        test_attention(9, 2100, 4, 2, 128, 128, 0, 0); /* key-major: 9 rows over 17 MB of K and V */
+        test_attention(9, 2100, 4, 2, 128, 128, 0, 0); /* query lanes: 9 rows over 17 MB of K and V */
+        test_attention(12, 700, 3, 2, 24, 20, 1, 1); /* query lanes: masked, causal, Dv % VL */
+        test_attention(16, 600, 2, 2, 80, 80, 2, 0); /* query lanes: boolean mask */
+        test_attention(10, 256, 5, 1, 16, 16, 3, 1); /* query lanes: every key removed, causal */
         test_gemm_order_keeps_bits();
     }
     bmf_set_isa(bmf_cpu_isa());
     /* Packed K and V over 32 MiB: a work buffer allocated for the call and
      * freed after it, not the thread's kept one; then a small call again. */
-    test_attention(16, 66000, 1, 1, 64, 64, 0, 0);
+    test_attention(17, 66000, 1, 1, 64, 64, 0, 0);
+    /* 9 rows over 64.5 MB of K and V (float64): key-major */
+    test_attention(9, 66000, 1, 1, 64, 64, 0, 0);
     test_attention(40, 300, 2, 2, 16, 24, 1, 0);
     test_called_from_openmp_threads();
     test_rnn_take_over();
