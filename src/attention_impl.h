@@ -1,7 +1,8 @@
 /* attention_impl.h: exact softmax attention, flash-attention style.
  * A template: kernels_impl.h includes it once per (ISA, REAL).
  *
- * Two ways through, chosen by the number of query rows:
+ * Three ways through, chosen by the number of query rows and keys (see
+ * where attention() sets key_major and q_lanes):
  *  - Tiled (Lq >= BMF_ATT_TILED_MIN_Q, see there): K is packed once per call
  *    into GEMM panels and V into contiguous zero-padded rows (in place one head's rows
  *    are B*E elements apart, a stride at which they share a few cache sets).
@@ -13,14 +14,18 @@
  *    (where all pairs' copies pass 1 MiB) packs its next pair over the same
  *    buffer, its slot: the copies then take a few MiB, not the size of K
  *    and V, fresh pages at every call beyond what the workspace keeps.
- *  - Key-major (decoding: a few query rows, long Lk; or up to 15 rows over K
+ *  - Query lanes (8-32 query rows, at least 16 keys per row): key-major's
+ *    items and key tiles, the query rows in vector lanes, K and V read in
+ *    place, nothing packed (att_item_qlanes).
+ *  - Key-major (decoding: a few query rows, long Lk; or up to 11 rows over K
  *    and V too big for the caches): nothing is packed;
  *    work item = (group of (batch, head) pairs, key chunk), and each key row
  *    of K and of V is read once, as one contiguous segment holding all the
  *    group's heads, in key order: a stream the memory system can keep up
  *    with, where reading one head at a time jumps B*E elements per key.
- * Both apply scale, mask and causality inside the tile and update each
- * row's running max and sum (online softmax, att_softmax_rows), rescaling
+ * All apply scale, mask and causality inside the tile and update each
+ * row's running max and sum (online softmax, att_softmax_rows or
+ * att_ql_softmax), rescaling
  * the output accumulator.  The Lq x Lk score matrix never exists.  Work items
  * are handed out dynamically, each thread taking its own range first
  * (bmf_next_item_affine: a repeated call finds its packed K and V and its
@@ -590,34 +595,37 @@ static void KFN(att_item_key_major)(const KFN(att_ctx) *c, size_t item, REAL *S)
     }
 }
 
-/* Query-lanes path (up to BMF_ATT_QL_MAX_Q query rows, see there): the
- * key-major path's items, but the query rows sit in the lanes of nqv
- * vectors (W = nqv * VL lanes, the lanes past Lq zeros), and K and V are
- * read in place, each element broadcast to the lanes:
- *   S^T[j] = sum_d K[j][d] * Qt[d]     (Qt: the pair's Q rows transposed),
- *   the online softmax down the keys (a lane's max and sum are vector
- *   operations across keys, with no horizontal reduction),
- *   O^T[e] += V[j][e] * P^T[j].
- * Every line of a pair's K and V rows is read once, so the rows' stride
- * (B * E elements, 4 KiB at attn-16x1024) costs nothing, and nothing is
- * packed.  Key-major's dot products reduce VL lanes per score; the tiled
- * path packs K and V, which 16 query rows do not amortise (attn-16x1024's
- * copies were half its time). */
-#define BMF_ATT_QL_MAX_Q 16 /* a multiple of every VL: W <= 16 */
+/* Query-lanes path (up to BMF_ATT_QL_MAX_Q query rows, see where the path
+ * is chosen): the key-major path's items, but the query rows sit in the
+ * lanes of nqv vectors (W = nqv * VL lanes, the lanes past Lq zeros), and K
+ * and V are read in place, nothing packed:
+ *   ST[j] = sum_d K[j][d] * Qt[d], each K element broadcast to the lanes
+ *     (Qt: the pair's Q rows transposed, W lanes per feature);
+ *   the online softmax down the keys: a lane's max and sum are vector
+ *     operations across keys, with no horizontal reduction;
+ *   O += P V in row tiles (att_ql_pv), row r's weight of key j broadcast
+ *     from lane r of ST[j] and V's rows read as vectors in place.
+ * Key-major's dot products reduce VL lanes per score; the tiled path packs
+ * K and V, which a few query rows do not amortise (attn-16x1024's copies
+ * were half its time: 256-byte rows 4 KiB apart). */
+#define BMF_ATT_QL_MAX_Q 32 /* a multiple of every VL: W <= 32 */
+/* ... and up to this many vectors of lanes: 16 rows where VL is 2 (float64
+ * on 16-byte vectors), whose 32 rows took 1.03-1.34x the tiled path's time */
+#define BMF_ATT_QL_MAX_VECTORS 8
 
 /* ST[jj] = the jb keys' scores: jb x nqv accumulators, one chain each over d. */
 BMF_ALWAYS_INLINE void KFN(att_ql_dots_block)(const int nqv, const int jb, const REAL *k, size_t ld,
                                               size_t Dk, const REAL *Qt, REAL *st)
 {
     const int W = nqv * VL;
-    VEC acc[8][8];
+    VEC acc[8][BMF_ATT_QL_MAX_VECTORS];
 #pragma GCC unroll 8
     for (int jj = 0; jj < jb; jj++)
 #pragma GCC unroll 8
         for (int u = 0; u < nqv; u++) acc[jj][u] = V(set1)(0);
     for (size_t d = 0; d < Dk; d++) {
-        VEC q[8];
-#pragma GCC unroll 8
+        VEC q[BMF_ATT_QL_MAX_VECTORS];
+#pragma GCC unroll 16
         for (int u = 0; u < nqv; u++) q[u] = V(load)(Qt + d * W + (size_t)u * VL);
 #pragma GCC unroll 8
         for (int jj = 0; jj < jb; jj++) {
@@ -748,7 +756,7 @@ static void KFN(att_ql_softmax)(const KFN(att_ctx) *c, size_t nqv, REAL *ST, REA
     /* plain: nothing removed (row 0 sees the fewest keys) and a positive
      * scale, so the max of the raw scores times scale is the scaled max */
     int plain = !mask_bh && !bool_bh && KFN(att_keys_ok)(c, 0, j0, nk) == nk && c->scale > 0;
-    VEC vmax[8];
+    VEC vmax[BMF_ATT_QL_MAX_VECTORS];
     for (size_t u = 0; u < nqv; u++) vmax[u] = minus_inf;
     if (plain) {
         for (size_t j = 0; j < nk; j++)
@@ -781,7 +789,7 @@ static void KFN(att_ql_softmax)(const KFN(att_ctx) *c, size_t nqv, REAL *ST, REA
             }
         }
     }
-    VEC alpha[8], m_use[8], sum[8];
+    VEC alpha[BMF_ATT_QL_MAX_VECTORS], m_use[BMF_ATT_QL_MAX_VECTORS], sum[BMF_ATT_QL_MAX_VECTORS];
     int all_one = 1;
     for (size_t u = 0; u < nqv; u++) {
         VEC m_old = V(load)(m + u * VL);
@@ -1015,11 +1023,13 @@ static void KFN(att_body)(void *arg, int tid, int nt)
 #define BMF_ATT_TILED_MIN_Q 8
 #define BMF_ATT_TILED_MIN_Q_BIG_KV 12
 #define BMF_ATT_BIG_KV_BYTES ((size_t)64 << 20)
-/* The rest up to BMF_ATT_QL_MAX_Q query rows take the query-lanes path from
- * this many keys on: against the tiled path, whose packing few rows do not
- * amortise, "16 1024 4 256 4" 0.57x, "16 512 8 64 1" 0.78x, "8 256 8 64 1"
- * 0.80x of the time; at 128 keys 1.0x, at 64 1.1x. */
-#define BMF_ATT_QL_MIN_LK 256
+/* The rest up to BMF_ATT_QL_MAX_Q query rows take the query-lanes path
+ * where there are at least this many keys per query row: against the tiled
+ * path, whose packing few rows do not amortise, "16 1024 4 256 4" 0.57x,
+ * "16 512 8 64 1" 0.78x, "8 256 8 64 1" 0.80x, "32 1024 4 256 4" 0.78x,
+ * "32 512 2 64 1" 0.97x of the time; 16 rows at 128 keys 1.0x, at 64 1.1x,
+ * 24 rows at 256 keys 1.08x. */
+#define BMF_ATT_QL_MIN_KEYS_PER_ROW 16
 /* Tiled: (batch, head) pairs are the work items from this many per thread,
  * up to this many query rows. */
 #define BMF_ATT_BH_MAJOR_PER_THREAD 4
@@ -1067,7 +1077,8 @@ int KFN(attention)(size_t Lq, size_t Lk, size_t B, size_t heads, size_t Dk,
     size_t kv_bytes = Lk * B * heads * (Dk + Dv) * sizeof(REAL);
     int key_major = Lq < BMF_ATT_TILED_MIN_Q
                     || (Lq < BMF_ATT_TILED_MIN_Q_BIG_KV && kv_bytes > BMF_ATT_BIG_KV_BYTES);
-    int q_lanes = !key_major && Lq <= BMF_ATT_QL_MAX_Q && Lk >= BMF_ATT_QL_MIN_LK;
+    int q_lanes = !key_major && Lq <= BMF_ATT_QL_MAX_Q && Lq <= BMF_ATT_QL_MAX_VECTORS * VL
+                  && Lk >= BMF_ATT_QL_MIN_KEYS_PER_ROW * Lq;
     c.key_major = key_major || q_lanes; /* query lanes: key-major's items */
     if (q_lanes) /* vectors of query lanes, a power of two: see att_ql_dots */
         for (c.ql_vectors = 1; c.ql_vectors * VL < Lq; c.ql_vectors *= 2) {}

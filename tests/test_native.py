@@ -159,8 +159,8 @@ ATTENTION_CASES = {       # Lq, Lk, B, E, Ev, heads, causal, mask form
     "pairs-in-thread-slots": (45, 700, 6, 128, 128, 2, True, "3d-batch-head"),
     # 9 query rows over 17 MB of K and V: the query-lanes path (key-major past 64 MiB)
     "few-rows-big-kv": (9, 2100, 4, 256, 256, 2, False, "4d-padding"),
-    # the query-lanes path (8-16 query rows, 256 keys or more): K and V read in place,
-    # each query row a vector lane; key chunks, several pairs per item
+    # the query-lanes path (8-32 query rows, 16 keys or more per row): K and V read in
+    # place, each query row a vector lane; key chunks, several pairs per item
     "query-lanes": (16, 1100, 2, 128, 128, 2, False, None),
     # ... causal with Lq < Lk and a full mask, heads of 20 and 10 (partial vectors)
     "query-lanes-causal-masked": (13, 700, 3, 40, 20, 2, True, "4d-full"),
@@ -168,6 +168,9 @@ ATTENTION_CASES = {       # Lq, Lk, B, E, Ev, heads, causal, mask form
     "query-lanes-tiles-bool": (9, TILED_LK, 2, 8, 8, 1, False, "tiles-bool"),
     # ... heads of 80, causal and a boolean mask, the least keys it takes
     "query-lanes-E80": (12, 256, 1, 80, 80, 1, True, "2d-bool"),
+    # ... 30 rows: 2 to 8 vectors of lanes by ISA level and dtype (16 rows at most
+    # where a vector holds 2: tiled there)
+    "query-lanes-30-rows": (30, 600, 2, 48, 48, 3, True, "3d-batch"),
     "many-heads": (3, 20, 7, 64, 48, 16, False, "3d-batch-head-bool"),
     # 16 pairs of short queries, enough work for 3 threads: each packs and runs whole pairs
     "pairs-as-items-causal": (40, 300, 4, 64, 64, 4, True, "4d-padding"),

@@ -413,6 +413,7 @@ int main(void)
         test_attention(12, 700, 3, 2, 24, 20, 1, 1); /* query lanes: masked, causal, Dv % VL */
         test_attention(16, 600, 2, 2, 80, 80, 2, 0); /* query lanes: boolean mask */
         test_attention(10, 256, 5, 1, 16, 16, 3, 1); /* query lanes: every key removed, causal */
+        test_attention(25, 500, 2, 2, 40, 40, 1, 1); /* query lanes: 2-8 vectors of lanes, or tiled */
         test_gemm_order_keeps_bits();
     }
     bmf_set_isa(bmf_cpu_isa());
