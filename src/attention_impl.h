@@ -17,8 +17,8 @@
  *  - Query lanes (8-32 query rows, at least 16 keys per row): key-major's
  *    items and key tiles, the query rows in vector lanes, K and V read in
  *    place, nothing packed (att_item_qlanes).
- *  - Key-major (decoding: a few query rows, long Lk; or up to 11 rows over K
- *    and V too big for the caches): nothing is packed;
+ *  - Key-major (decoding: a few query rows, long Lk; or up to 15 rows over
+ *    more than 64 MiB of K and V): nothing is packed;
  *    work item = (group of (batch, head) pairs, key chunk), and each key row
  *    of K and of V is read once, as one contiguous segment holding all the
  *    group's heads, in key order: a stream the memory system can keep up
@@ -63,6 +63,7 @@ typedef struct {
     size_t n_qblocks, n_chunks, chunk_keys, rows_per_item, Dv_pad;
     int key_major;
     size_t ql_vectors;   /* key-major items on the query-lanes path: vectors of lanes, else 0 */
+    int ql_prefetch_v;   /* query lanes: V prefetched with the scores (att_ql_dots) */
     int bh_major;        /* tiled, one key chunk, many (batch, head): see att_body */
     int slot_per_thread; /* bh_major: each thread packs its pairs into one slot */
     bmf_progress *pack_next, *item_next; /* bmf_next_item_affine's counters, nt each */
@@ -612,6 +613,10 @@ static void KFN(att_item_key_major)(const KFN(att_ctx) *c, size_t item, REAL *S)
 /* ... and up to this many vectors of lanes: 16 rows where VL is 2 (float64
  * on 16-byte vectors), whose 32 rows took 1.03-1.34x the tiled path's time */
 #define BMF_ATT_QL_MAX_VECTORS 8
+/* ... and V's rows are prefetched to L2 with the scores where K and V pass
+ * this size: "16 4096 8 512 8" (128 MiB) 0.88x of the time, 64 MiB
+ * 0.95-0.98x, but 8 MiB 1.01-1.06x (ab_kernels, 2 threads). */
+#define BMF_ATT_QL_PREFETCH_V_BYTES ((size_t)16 << 20)
 
 /* ST[jj] = the jb keys' scores: jb x nqv accumulators, one chain each over d. */
 BMF_ALWAYS_INLINE void KFN(att_ql_dots_block)(const int nqv, const int jb, const REAL *k, size_t ld,
@@ -643,9 +648,8 @@ BMF_ALWAYS_INLINE void KFN(att_ql_dots_block)(const int nqv, const int jb, const
 /* The scores of keys [0, nk) at k (rows ld apart) into ST: blocks of keys
  * as wide as the registers allow (jb * nqv = 8), then the rest.  Each
  * block's next K rows are prefetched (their rows, in other pages, escape the
- * hardware prefetcher), and the block's own V rows (Dv wide at v, ld_v
- * apart) to L2 for P.V: over 128 MiB of K and V ("12 4096 8 512 8") 0.87x
- * of the time, elsewhere 0.97-1.04x. */
+ * hardware prefetcher), and unless v is NULL the block's own V rows (Dv wide
+ * at v, ld_v apart) to L2 for P.V (see BMF_ATT_QL_PREFETCH_V_BYTES). */
 static void KFN(att_ql_dots)(size_t nqv, const REAL *k, size_t ld, size_t nk, size_t Dk,
                              const REAL *Qt, REAL *ST, const REAL *v, size_t ld_v, size_t Dv)
 {
@@ -654,7 +658,7 @@ static void KFN(att_ql_dots)(size_t nqv, const REAL *k, size_t ld, size_t nk, si
     for (; j + (JB) <= nk; j += (JB)) {                                                  \
         for (size_t jj = j + (JB); jj < j + 2 * (JB) && jj < nk; jj++)                   \
             for (size_t d = 0; d < Dk; d += 64 / sizeof(REAL)) __builtin_prefetch(k + jj * ld + d); \
-        for (size_t jj = j; jj < j + (JB); jj++)                                         \
+        for (size_t jj = j; v && jj < j + (JB); jj++)                                    \
             for (size_t e = 0; e < Dv; e += 64 / sizeof(REAL)) __builtin_prefetch(v + jj * ld_v + e, 0, 2); \
         KFN(att_ql_dots_block)(NQV, JB, k + j * ld, ld, Dk, Qt, ST + j * W);            \
     }
@@ -856,7 +860,7 @@ static void KFN(att_item_qlanes)(const KFN(att_ctx) *c, size_t item, REAL *scrat
             REAL *Qt = pairs + g * per_pair, *m = Qt + Dk * W, *l = m + W;
             REAL *O = KFN(att_partial)(c, bh, chunk) + 2 * nq;
             const REAL *kp = c->K + j0 * c->ld_q + bh * Dk, *vp = c->V + j0 * c->ld_v + bh * Dv;
-            KFN(att_ql_dots)(nqv, kp, c->ld_q, nk, Dk, Qt, ST, vp, c->ld_v, Dv);
+            KFN(att_ql_dots)(nqv, kp, c->ld_q, nk, Dk, Qt, ST, c->ql_prefetch_v ? vp : NULL, c->ld_v, Dv);
             /* The V finite pass only where a key may be removed. */
             int v_finite = !KFN(att_tile_may_remove)(c, masked, 0, j0, nk)
                            || KFN(att_rows_finite)(vp, c->ld_v, nk, Dv);
@@ -1016,12 +1020,15 @@ static void KFN(att_body)(void *arg, int tid, int nt)
 /* Fewer query rows than the first number take the key-major path, and
  * fewer than the second where K and V together pass the given size: its
  * contiguous key-row segments stream from memory, where the other paths read
- * each pair's rows apart (ab_kernels, 2 threads, key-major against query
- * lanes: "8 4096 8 512 8" (128 MiB) 0.77x of the time, "10 4096 8 512 8"
- * 0.85x, "12 4096 8 512 8" 1.06x, "8 2048 8 512 8" (64 MiB) 1.03x; with 2-6
- * query rows over 1 MiB or more key-major took 0.55-0.83x). */
+ * each pair's rows apart.  ab_kernels, 2 threads, inputs on huge pages as
+ * NumPy's, query lanes against key-major: 128 MiB "12 4096 8 512 8" 1.16x
+ * the time (1.14-1.24x with NumPy arrays), "14 4096 8 512 8" 1.08x,
+ * "15 4096 8 512 8" 1.01x; 64 MiB "9 2048 8 512 8" 1.18x, "12 2048 8 512 8"
+ * 1.03x (0.94x with NumPy arrays), "14 2048 8 512 8" 0.89x; 32 MiB
+ * "15 1024 8 512 8" 0.84x.  With 2-6 query rows over 1 MiB or more
+ * key-major took 0.55-0.83x of the time of query lanes. */
 #define BMF_ATT_TILED_MIN_Q 8
-#define BMF_ATT_TILED_MIN_Q_BIG_KV 12
+#define BMF_ATT_TILED_MIN_Q_BIG_KV 16
 #define BMF_ATT_BIG_KV_BYTES ((size_t)64 << 20)
 /* The rest up to BMF_ATT_QL_MAX_Q query rows take the query-lanes path
  * where there are at least this many keys per query row: against the tiled
@@ -1082,6 +1089,7 @@ int KFN(attention)(size_t Lq, size_t Lk, size_t B, size_t heads, size_t Dk,
     c.key_major = key_major || q_lanes; /* query lanes: key-major's items */
     if (q_lanes) /* vectors of query lanes, a power of two: see att_ql_dots */
         for (c.ql_vectors = 1; c.ql_vectors * VL < Lq; c.ql_vectors *= 2) {}
+    c.ql_prefetch_v = kv_bytes > BMF_ATT_QL_PREFETCH_V_BYTES;
     size_t n_bh = B * heads, n_blocks = n_bh * c.n_qblocks, n_items, tile;
     if (c.key_major) { /* n_qblocks == 1, rows_per_item == Lq */
         size_t d = Dk > Dv ? Dk : Dv;

@@ -46,8 +46,7 @@ static void *data(size_t n, float s)
 {
     float *f = rnd(n, s);
     if (!use_f64) return f;
-    double *d = malloc((n ? n : 1) * sizeof *d);
-    if (!d) exit(1);
+    double *d = bench_alloc(n * sizeof *d);
     for (size_t i = 0; i < n; i++) d[i] = f[i];
     free(f);
     return d;
