@@ -610,6 +610,8 @@ static void KFN(att_item_key_major)(const KFN(att_ctx) *c, size_t item, REAL *S)
  * K and V, which a few query rows do not amortise (attn-16x1024's copies
  * were half its time: 256-byte rows 4 KiB apart). */
 #define BMF_ATT_QL_MAX_Q 32 /* a multiple of every VL: W <= 32 */
+/* Its items, like key-major's, hold all Lq rows: one query block. */
+_Static_assert(BMF_ATT_BQ >= BMF_ATT_QL_MAX_Q, "query lanes need Lq <= BMF_ATT_BQ");
 /* ... and up to this many vectors of lanes: 16 rows where VL is 2 (float64
  * on 16-byte vectors), whose 32 rows took 1.03-1.34x the tiled path's time */
 #define BMF_ATT_QL_MAX_VECTORS 8
