@@ -276,6 +276,20 @@ BMF_ALWAYS_INLINE VEC KFN(att_row_exp)(REAL *s, size_t nk, int plain, VEC scale,
     return vsum;
 }
 
+/* The online softmax's new running max m_new of rows whose tile max is
+ * tile_max and old one m_old (a lane per row), the max their exps subtract
+ * (m_use) and the factor alpha that rescales what they had. */
+BMF_ALWAYS_INLINE void KFN(att_new_max)(VEC tile_max, VEC m_old, VEC *m_new, VEC *m_use, VEC *alpha)
+{
+    const VEC minus_inf = V(set1)(-(REAL)INFINITY), zero = V(set1)(0);
+    *m_new = V(max)(tile_max, m_old);
+    /* exp(-inf - -inf) would be NaN: a row with nothing yet uses 0. */
+    *m_use = V(select)(*m_new == minus_inf, zero, *m_new);
+    VEC a = V(exp_nonpositive)(m_old - *m_use); /* m_old <= m_use */
+    a = V(select)(m_old == minus_inf, zero, a);  /* nothing before: 0 exactly */
+    *alpha = V(select)(m_old == *m_use, V(set1)(1), a);
+}
+
 /* One step of the online softmax over a tile of nk keys for the rows of R:
  * applies the scale, the mask and causality, updates each row's max and sum,
  * rescales its output accumulator and leaves P = exp(score - max) in its
@@ -290,7 +304,7 @@ static void KFN(att_softmax_rows)(const KFN(att_ctx) *c, KFN(att_rows) *R)
     const size_t nk = R->nk;
     const int mark_removed = R->mark_removed;
     const VEC scale = V(set1)(c->scale), minus_inf = V(set1)(-(REAL)INFINITY);
-    const VEC zero = V(set1)(0), one = V(set1)(1);
+    const VEC zero = V(set1)(0);
     REAL removed_flag[BMF_ATT_BK];
     size_t group = mark_removed ? 1 : (size_t)VL;
     for (size_t r0 = 0; r0 < R->n; r0 += group) {
@@ -306,13 +320,8 @@ static void KFN(att_softmax_rows)(const KFN(att_ctx) *c, KFN(att_rows) *R)
                                                  &plain[r])
                            : minus_inf;
         }
-        VEC m_old = V(load)(m_prev);
-        VEC m_new = V(max)(V(hmax_lanes)(acc), m_old);
-        /* exp(-inf - -inf) would be NaN: a row with nothing yet uses 0. */
-        VEC m_use = V(select)(m_new == minus_inf, zero, m_new);
-        VEC alpha = V(exp_nonpositive)(m_old - m_use); /* m_old <= m_use */
-        alpha = V(select)(m_old == minus_inf, zero, alpha); /* nothing before: 0 exactly */
-        alpha = V(select)(m_old == m_use, one, alpha);
+        VEC m_new, m_use, alpha;
+        KFN(att_new_max)(V(hmax_lanes)(acc), V(load)(m_prev), &m_new, &m_use, &alpha);
         for (size_t r = 0; r < (size_t)VL; r++)
             acc[r] = r < n ? KFN(att_row_exp)(R->s[r0 + r], nk, plain[r], scale, V(set1)(m_use[r]),
                                               mark_removed && !plain[r] ? removed_flag : NULL)
@@ -799,13 +808,8 @@ static void KFN(att_ql_softmax)(const KFN(att_ctx) *c, size_t nqv, REAL *ST, REA
     VEC alpha[BMF_ATT_QL_MAX_VECTORS], m_use[BMF_ATT_QL_MAX_VECTORS], sum[BMF_ATT_QL_MAX_VECTORS];
     int all_one = 1;
     for (size_t u = 0; u < nqv; u++) {
-        VEC m_old = V(load)(m + u * VL);
-        VEC m_new = V(max)(vmax[u], m_old);
-        /* exp(-inf - -inf) would be NaN: a row with nothing yet uses 0. */
-        m_use[u] = V(select)(m_new == minus_inf, zero, m_new);
-        VEC a = V(exp_nonpositive)(m_old - m_use[u]); /* m_old <= m_use */
-        a = V(select)(m_old == minus_inf, zero, a); /* nothing before: 0 exactly */
-        alpha[u] = V(select)(m_old == m_use[u], one, a);
+        VEC m_new;
+        KFN(att_new_max)(vmax[u], V(load)(m + u * VL), &m_new, &m_use[u], &alpha[u]);
         for (int i = 0; i < VL; i++) all_one &= alpha[u][i] == 1;
         V(store)(m + u * VL, m_new);
         sum[u] = zero;
