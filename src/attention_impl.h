@@ -98,8 +98,18 @@ static int KFN(att_tile_masked)(const KFN(att_ctx) *c, const REAL *mask_bh,
     return 1;
 }
 
-/* exp of x <= 0 (a max or score minus a larger max), one lane. */
-static REAL KFN(att_exp1)(REAL x) { return V(exp_nonpositive)(V(set1)(x))[0]; }
+/* The softmax's exps are powers of 2: exp(x) = 2^(x log2(e)), x a score
+ * (or a max) minus a larger max, rounded as in the reference before the
+ * multiply, whose rounding (relative 2^-24 for float) costs the result
+ * about |x| * 4e-8 of relative error, little where x is small and nothing
+ * where 2^x is: exp2 takes 9 vector operations on AVX-512, exp 13. */
+BMF_ALWAYS_INLINE VEC KFN(att_exp)(VEC x)
+{
+    return V(exp2_nonpositive)(x * V(set1)((REAL)1.4426950408889634074));
+}
+
+/* exp of x <= 0 (a max minus a larger max), one lane. */
+static REAL KFN(att_exp1)(REAL x) { return KFN(att_exp)(V(set1)(x))[0]; }
 
 /* Key-major P.V: keys per block (each O vector loaded and stored once).
  * No software prefetch: the hardware prefetcher follows the key-ordered
@@ -267,7 +277,7 @@ BMF_ALWAYS_INLINE VEC KFN(att_row_exp)(REAL *s, size_t nk, int plain, VEC scale,
         if (plain) sv = sv * scale; /* rounded before - mu, as the reference */
         /* sv <= mu, but for lanes past nk (cleared below), which exp's
          * upper clamp would not have made right either */
-        VEC p = V(exp_nonpositive)(sv - mu);
+        VEC p = KFN(att_exp)(sv - mu);
         if (col == full) p = V(select)(V(iota)() + (REAL)full >= (REAL)nk, zero, p);
         vsum += p;
         if (removed_flag) p = V(select)(V(load)(removed_flag + col) != 0, neg_zero, p);
@@ -285,7 +295,7 @@ BMF_ALWAYS_INLINE void KFN(att_new_max)(VEC tile_max, VEC m_old, VEC *m_new, VEC
     *m_new = V(max)(tile_max, m_old);
     /* exp(-inf - -inf) would be NaN: a row with nothing yet uses 0. */
     *m_use = V(select)(*m_new == minus_inf, zero, *m_new);
-    VEC a = V(exp_nonpositive)(m_old - *m_use); /* m_old <= m_use */
+    VEC a = KFN(att_exp)(m_old - *m_use); /* m_old <= m_use */
     a = V(select)(m_old == minus_inf, zero, a);  /* nothing before: 0 exactly */
     *alpha = V(select)(m_old == *m_use, V(set1)(1), a);
 }
@@ -364,6 +374,138 @@ static void KFN(att_mask_bh)(const KFN(att_ctx) *c, size_t bh, const REAL **mask
     *bool_bh = c->bool_mask ? c->bool_mask + at : NULL;
 }
 
+/* Tiled path, a tile that removes no key (no mask, not cut by causality, a
+ * positive scale): the exp pass runs inside P.V, not before it.  A row
+ * tile's first vectors of O take, for each VL keys, the exps of its rows'
+ * scores (stored as P for the other vectors, and summed) and then the VL
+ * keys' multiply-adds: the exps, on the same ports, fill the tile's
+ * waits on V's loads, and the tile reads P where it was just written.
+ * The arithmetic is att_softmax_rows's and gemm_tile's, in the same order:
+ * the same bits. */
+BMF_ALWAYS_INLINE void KFN(att_pv_exp_tile)(const int mr, const int nv, REAL *S, size_t lds,
+                                            size_t nk, const REAL *mu, VEC scale, VEC *vsum,
+                                            const REAL *Vt, size_t ldv, REAL *O, size_t ldo)
+{
+    VEC acc[BMF_MR][BMF_NV];
+#pragma GCC unroll 8
+    for (int r = 0; r < mr; r++)
+#pragma GCC unroll 8
+        for (int v = 0; v < nv; v++) acc[r][v] = V(load)(O + (size_t)r * ldo + (size_t)v * VL);
+    const size_t full = nk / VL * VL;
+    /* the exps of each block of VL keys one block ahead of its FMAs, so that
+     * the FMAs never wait for them */
+#define BMF_EXP_BLOCK(JB)                                                               \
+    for (int r = 0; r < mr; r++) {                                                      \
+        REAL *s_ = S + (size_t)r * lds + (JB);                                          \
+        VEC p_ = KFN(att_exp)(V(load)(s_) * scale - V(set1)(mu[r]));                    \
+        if ((JB) == full) p_ = V(select)(V(iota)() + (REAL)full >= (REAL)nk, V(set1)(0), p_); \
+        vsum[r] += p_;                                                                  \
+        V(store)(s_, p_);                                                               \
+    }
+    BMF_EXP_BLOCK(0)
+    for (size_t jb = 0; jb < nk; jb += VL) {
+        if (jb + VL < nk) {
+#pragma GCC unroll 8
+            BMF_EXP_BLOCK(jb + VL)
+        }
+        const REAL *vb = Vt + jb * ldv, *pb = S + jb;
+        const size_t kn = nk - jb < (size_t)VL ? nk - jb : (size_t)VL;
+        for (size_t kk = 0; kk < kn; kk++, vb += ldv, pb++) {
+            VEC bv[BMF_NV];
+#pragma GCC unroll 8
+            for (int v = 0; v < nv; v++) bv[v] = V(load)(vb + (size_t)v * VL);
+#pragma GCC unroll 8
+            for (int r = 0; r < mr; r++) {
+                VEC a = V(set1)(pb[(size_t)r * lds]);
+#pragma GCC unroll 8
+                for (int v = 0; v < nv; v++) acc[r][v] = V(fma)(a, bv[v], acc[r][v]);
+            }
+        }
+    }
+#pragma GCC unroll 8
+    for (int r = 0; r < mr; r++)
+#pragma GCC unroll 8
+        for (int v = 0; v < nv; v++) V(store)(O + (size_t)r * ldo + (size_t)v * VL, acc[r][v]);
+#undef BMF_EXP_BLOCK
+}
+
+/* One plain tile of the tiled path (see att_pv_exp_tile): the rows' new
+ * max, O rescaled, then P.V with the exps, then the sums.  S: nq rows of nk
+ * raw scores, BMF_ATT_BK apart; Vt: the tile's packed V. */
+static void KFN(att_tile_exp_pv)(const KFN(att_ctx) *c, REAL *S, size_t nq, size_t nk,
+                                 REAL *m, REAL *l, REAL *O, const REAL *Vt)
+{
+    const size_t BK = BMF_ATT_BK, Dv_pad = c->Dv_pad, dv_panels = Dv_pad / VL;
+    const VEC scale = V(set1)(c->scale), minus_inf = V(set1)(-(REAL)INFINITY), zero = V(set1)(0);
+    REAL mu[BMF_ATT_BQ], alpha_of[BMF_ATT_BQ];
+    VEC vsum[BMF_ATT_BQ];
+    for (size_t r0 = 0; r0 < nq; r0 += VL) {
+        size_t n = nq - r0 < (size_t)VL ? nq - r0 : (size_t)VL;
+        VEC acc[VL];
+        REAL m_prev[VL];
+        for (size_t r = 0; r < (size_t)VL; r++) {
+            int plain;
+            m_prev[r] = r < n ? m[r0 + r] : 0;
+            acc[r] = r < n ? KFN(att_row_scores)(c, S + (r0 + r) * BK, nk, nk, NULL, NULL, NULL, &plain)
+                           : minus_inf;
+        }
+        VEC m_new, m_use, alpha;
+        KFN(att_new_max)(V(hmax_lanes)(acc), V(load)(m_prev), &m_new, &m_use, &alpha);
+        for (size_t r = 0; r < n; r++) {
+            REAL a = alpha[r], *o = O + (r0 + r) * Dv_pad;
+            m[r0 + r] = m_new[r];
+            mu[r0 + r] = m_use[r];
+            alpha_of[r0 + r] = a;
+            vsum[r0 + r] = zero;
+            if (a != 1)
+                for (size_t d = 0; d < Dv_pad; d += VL) V(store)(o + d, V(load)(o + d) * a);
+        }
+    }
+    size_t nv0 = dv_panels < BMF_NV ? dv_panels : BMF_NV;
+    for (size_t i = 0; i < nq; i += BMF_MR) {
+        int mr = (int)(nq - i < BMF_MR ? nq - i : BMF_MR);
+        REAL *s = S + i * BK, *o = O + i * Dv_pad;
+        if (mr == 1) { /* gemm_tile's lone row takes two chains: its own exp pass */
+            vsum[i] = KFN(att_row_exp)(s, nk, 1, scale, V(set1)(mu[i]), NULL);
+            KFN(gemm_block)(i, i + 1, 0, nv0, dv_panels, BMF_NV, nk, 0, nk, S, BK, Vt, Dv_pad, O,
+                            Dv_pad, Dv_pad, BMF_INIT_C, NULL, 0, NULL, 0);
+            continue;
+        }
+#define BMF_EXP_PV(MR_, NV_)                                                                \
+    case (MR_) * 16 + (NV_):                                                                \
+        KFN(att_pv_exp_tile)((MR_), (NV_), s, BK, nk, mu + i, scale, vsum + i, Vt, Dv_pad, o, Dv_pad); \
+        break;
+        switch (mr * 16 + (int)nv0) {
+            BMF_EXP_PV(2, 1) BMF_EXP_PV(2, 2) BMF_EXP_PV(2, 3)
+            BMF_EXP_PV(3, 1) BMF_EXP_PV(3, 2) BMF_EXP_PV(3, 3)
+            BMF_EXP_PV(4, 1) BMF_EXP_PV(4, 2) BMF_EXP_PV(4, 3)
+#if BMF_NV >= 4
+            BMF_EXP_PV(2, 4) BMF_EXP_PV(3, 4) BMF_EXP_PV(4, 4)
+#endif
+#if BMF_MR >= 5
+            BMF_EXP_PV(5, 1) BMF_EXP_PV(5, 2) BMF_EXP_PV(5, 3) BMF_EXP_PV(5, 4)
+#endif
+        default: abort();
+        }
+#undef BMF_EXP_PV
+    }
+    if (dv_panels > nv0) /* the other vectors of O read the stored P */
+        KFN(gemm_block)(0, nq, nv0, dv_panels, dv_panels, BMF_NV, nk, 0, nk, S, BK, Vt, Dv_pad, O,
+                        Dv_pad, Dv_pad, BMF_INIT_C, NULL, 0, NULL, 0);
+    for (size_t r0 = 0; r0 < nq; r0 += VL) {
+        size_t n = nq - r0 < (size_t)VL ? nq - r0 : (size_t)VL;
+        VEC sums[VL];
+        REAL l_prev[VL], alpha_v[VL];
+        for (size_t r = 0; r < (size_t)VL; r++) {
+            sums[r] = r < n ? vsum[r0 + r] : zero;
+            l_prev[r] = r < n ? l[r0 + r] : 0;
+            alpha_v[r] = r < n ? alpha_of[r0 + r] : 0;
+        }
+        VEC l_new = V(fma)(V(load)(l_prev), V(load)(alpha_v), V(hsum_lanes)(sums));
+        for (size_t r = 0; r < n; r++) l[r0 + r] = l_new[r];
+    }
+}
+
 /* Tiled path: runs one work item; leaves the unnormalised output in O and
  * the row max and sum in m and l, and returns 0.  With to_out (the item is
  * a whole block) and at most one tile of keys, O would come from a single
@@ -405,6 +547,11 @@ static int KFN(att_item)(const KFN(att_ctx) *c, size_t item, size_t slot, REAL *
                         c->Dk, 0, c->Dk, Qb, c->Dk, Kp, 0, S, BK, nk_panels * VL, BMF_INIT_ZERO, NULL, 0,
                         NULL, 0);
         const REAL *Vt = c->V_packed + (slot * c->Lk + j0) * Dv_pad;
+        if (!one_product && nq > 1 && !mask_bh && !bool_bh && c->scale > 0
+            && KFN(att_keys_ok)(c, i0, j0, nk) == nk) {
+            KFN(att_tile_exp_pv)(c, S, nq, nk, m, l, O, Vt);
+            continue;
+        }
         int v_finite = c->v_tile_finite[slot * c->n_ktiles + j0 / BK]
                        || !KFN(att_tile_may_remove)(c, mask_bh || bool_bh, i0, j0, nk);
         KFN(att_rows) R = {.nk = nk, .mark_removed = !v_finite, .n = 0};
@@ -818,7 +965,7 @@ static void KFN(att_ql_softmax)(const KFN(att_ctx) *c, size_t nqv, REAL *ST, REA
         for (size_t u = 0; u < nqv; u++) {
             VEC sv = V(load)(ST + j * W + u * VL);
             if (plain) sv = sv * scale; /* rounded before - m, as the reference */
-            VEC p = V(exp_nonpositive)(sv - m_use[u]);
+            VEC p = KFN(att_exp)(sv - m_use[u]);
             sum[u] += p;
             if (mark_removed) p = V(select)(V(load)(RT + j * W + u * VL) != 0, neg_zero, p);
             V(store)(ST + j * W + u * VL, p);

@@ -9,11 +9,14 @@
  * static inline: each ISA's translation unit gets its own copy, so no code of
  * a wider level can leak into a narrower one.
  *
- * exp: Cody-Waite reduction x = n*ln2 + r, |r| <= ln2/2, a Taylor polynomial
- * (degree 7 for float, 13 for double: truncation error below 1e-8 and 1e-17
+ * exp (double, for its tanh): Cody-Waite reduction x = n*ln2 + r, |r| <=
+ * ln2/2, a Taylor polynomial of degree 13 (truncation error below 1e-17
  * relative), and 2^n applied as two factors so that results down to the
  * subnormal range and up to overflow are right.  -inf gives 0, +inf gives
  * inf, NaN stays NaN.
+ * exp2 (attention's softmax, as 2^(x log2(e))): y = floor(y) + f, a minimax
+ * polynomial for 2^f on [0, 1] (degree 6 for float, 11 for double;
+ * tools/fit_exp2.py), times 2^floor(y); the same edge cases.
  * tanh, float: x P(x^2) / Q(x^2), P and Q of degree 4 with positive
  * coefficients (a minimax fit of relative error 2e-8 on [0, 9.02] made by
  * tools/fit_tanh.py), x clamped to +-9.02 where tanh rounds to +-1, the
@@ -404,12 +407,13 @@ BMF_LANES_REDUCTIONS(bmf_vd, double, BMF_VD_LANES_REDUCE)
 
 /* ---- exp ---------------------------------------------------------------- */
 
-/* Two steps of exp have a one-instruction form on AVX-512 (the 64-byte level;
- * told by BMF_VEC_BYTES, as clang's target attribute does not define
- * __AVX512F__): clamping with min/max, and p * 2^n with vscalefps/pd, which
- * rounds results in the subnormal range and overflows to inf by itself.
- * Elsewhere: compare-and-select, and 2^n built in the exponent bits as two
- * factors so that each stays in range. */
+/* Three steps of exp and exp2 have a one-instruction form on AVX-512 (the
+ * 64-byte level; told by BMF_VEC_BYTES, as clang's target attribute does not
+ * define __AVX512F__): clamping with min/max, y - floor(y) with
+ * vreduceps/pd, and p * 2^n with vscalefps/pd, which rounds results in the
+ * subnormal range and overflows to inf by itself.  Elsewhere:
+ * compare-and-select, the shifter's rounding, and 2^n built in the exponent
+ * bits as two factors so that each stays in range. */
 #if BMF_VEC_BYTES == 64 && (defined(__x86_64__) || defined(__i386__))
 #include <immintrin.h>
 /* min/max return their second operand when either is NaN: x last keeps NaN. */
@@ -438,6 +442,20 @@ BMF_ALWAYS_INLINE bmf_vd bmf_vd_times_2n(bmf_vd p, bmf_vd n, bmf_vdi ni)
 {
     (void)ni;
     return (bmf_vd)_mm512_scalef_pd((__m512d)p, (__m512d)n);
+}
+/* y = floor(y) + f, 0 <= f < 1: vreduceps/pd gives f in one instruction,
+ * and times_2n (vscalefps/pd) takes floor(n) itself, so n = y serves. */
+BMF_ALWAYS_INLINE bmf_vf bmf_vf_floor_split(bmf_vf y, bmf_vf *n, bmf_vfi *ni)
+{
+    *n = y;
+    *ni = (bmf_vfi){0};
+    return (bmf_vf)_mm512_reduce_ps((__m512)y, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+}
+BMF_ALWAYS_INLINE bmf_vd bmf_vd_floor_split(bmf_vd y, bmf_vd *n, bmf_vdi *ni)
+{
+    *n = y;
+    *ni = (bmf_vdi){0};
+    return (bmf_vd)_mm512_reduce_pd((__m512d)y, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
 }
 #else
 BMF_ALWAYS_INLINE bmf_vf bmf_vf_clamp(bmf_vf x, float lo, float hi)
@@ -474,42 +492,28 @@ BMF_ALWAYS_INLINE bmf_vd bmf_vd_times_2n(bmf_vd p, bmf_vd n, bmf_vdi ni)
     bmf_vd s2 = (bmf_vd)((bmf_vdu)(n2 + 1023) << 52);
     return p * s1 * s2;
 }
+/* y = n + f, 0 <= f <= 1, n an integer: n = round(y - 1/2) by the
+ * shifter (1.5 * 2^23, 2^52, added leaves the rounded value in the low bits),
+ * as exact as floor for the polynomial, which holds on [0, 1]. */
+BMF_ALWAYS_INLINE bmf_vf bmf_vf_floor_split(bmf_vf y, bmf_vf *n, bmf_vfi *ni)
+{
+    const float shifter = 12582912.0f;
+    bmf_vf t = (y - 0.5f) + shifter;
+    *n = t - shifter;
+    *ni = (bmf_vfi)t - (bmf_vfi)bmf_vf_set1(shifter);
+    return y - *n;
+}
+BMF_ALWAYS_INLINE bmf_vd bmf_vd_floor_split(bmf_vd y, bmf_vd *n, bmf_vdi *ni)
+{
+    const double shifter = 6755399441055744.0;
+    bmf_vd t = (y - 0.5) + shifter;
+    *n = t - shifter;
+    *ni = (bmf_vdi)t - (bmf_vdi)bmf_vd_set1(shifter);
+    return y - *n;
+}
 #endif
 
-/* exp of x already in [-104, 89] (or NaN). */
-BMF_ALWAYS_INLINE bmf_vf bmf_vf_exp_in_range(bmf_vf x)
-{
-    const float shifter = 12582912.0f; /* 1.5 * 2^23: t - shifter = round(.) */
-    bmf_vf t = bmf_vf_fma(x, bmf_vf_set1(1.44269504088896341f), bmf_vf_set1(shifter));
-    bmf_vf n = t - shifter;
-    bmf_vfi ni = (bmf_vfi)t - (bmf_vfi)bmf_vf_set1(shifter);
-    bmf_vf r = bmf_vf_fma(n, bmf_vf_set1(-0.693359375f), x); /* ln2, high part (exact product) */
-    r = bmf_vf_fma(n, bmf_vf_set1(2.12194440e-4f), r);       /* ln2, low part */
-    static const float inv_fact[8] = {1.0f, 1.0f, 0.5f, 1.0f / 6.0f, 1.0f / 24.0f,
-                                      1.0f / 120.0f, 1.0f / 720.0f, 1.0f / 5040.0f};
-    bmf_vf p = bmf_vf_set1(inv_fact[7]);
-    for (int k = 6; k >= 0; k--) p = bmf_vf_fma(p, r, bmf_vf_set1(inv_fact[k]));
-    return bmf_vf_times_2n(p, n, ni);
-}
-
-/* Below -104 the result rounds to 0, above 89 to inf: clamping keeps the
- * exponent arithmetic in range and leaves those results right. */
-BMF_ALWAYS_INLINE bmf_vf bmf_vf_exp(bmf_vf x)
-{
-    return bmf_vf_exp_in_range(bmf_vf_clamp(x, -104.0f, 89.0f));
-}
-
-/* exp without the upper clamp: the same bits as exp for every x <= 89 (or
- * NaN), e.g. a softmax's exponents, each a score minus its row's max (<= 0;
- * a lane beyond x's valid ones may hold anything finite or not, and gives a
- * value to discard, as it would with exp).  One operation less of about 17
- * made attention's exp pass 9% faster. */
-BMF_ALWAYS_INLINE bmf_vf bmf_vf_exp_nonpositive(bmf_vf x)
-{
-    return bmf_vf_exp_in_range(bmf_vf_clamp_below(x, -104.0f));
-}
-
-/* exp of x already in [-746, 710] (or NaN). */
+/* exp of x already in [-746, 710] (or NaN): double only, for tanh. */
 BMF_ALWAYS_INLINE bmf_vd bmf_vd_exp_in_range(bmf_vd x)
 {
     const double shifter = 6755399441055744.0; /* 1.5 * 2^52 */
@@ -532,10 +536,52 @@ BMF_ALWAYS_INLINE bmf_vd bmf_vd_exp(bmf_vd x)
     return bmf_vd_exp_in_range(bmf_vd_clamp(x, -746.0, 710.0));
 }
 
-/* (as bmf_vf_exp_nonpositive: exp's bits for every x <= 710, or NaN) */
-BMF_ALWAYS_INLINE bmf_vd bmf_vd_exp_nonpositive(bmf_vd x)
+/* ---- exp2 (attention's softmax) ----------------------------------------- */
+
+/* 2^y for y in [-151, 128] (float) or [-1076, 1024] (double), or NaN: y =
+ * n + f (floor_split), 2^f by a minimax polynomial on [0, 1] whose constant
+ * term is 1 (2^0 is exactly 1), times 2^n.  Degree 6 for float, 11 for
+ * double (relative error 2.0e-9 and 3.2e-18 before rounding;
+ * tools/fit_exp2.py).  On AVX-512 that is 9 vector operations with the
+ * clamp, where exp takes 13: the softmax feeds it (score - max) * log2(e). */
+BMF_ALWAYS_INLINE bmf_vf bmf_vf_exp2_in_range(bmf_vf y)
 {
-    return bmf_vd_exp_in_range(bmf_vd_clamp_below(x, -746.0));
+    bmf_vf n;
+    bmf_vfi ni;
+    bmf_vf f = bmf_vf_floor_split(y, &n, &ni);
+    static const float c[7] = {1.0f, 6.93147044443e-1f, 2.40229305552e-1f, 5.54852806202e-2f,
+                               9.67545156522e-3f, 1.24678464508e-3f, 2.16129149696e-4f};
+    bmf_vf p = bmf_vf_set1(c[6]);
+    for (int k = 5; k >= 0; k--) p = bmf_vf_fma(p, f, bmf_vf_set1(c[k]));
+    return bmf_vf_times_2n(p, n, ni);
+}
+
+/* 2^y for every y <= 128 (or NaN): below -151 the result rounds to 0, and
+ * -inf gives 0.  (A lane beyond the valid ones may hold anything and gives
+ * a value to discard.) */
+BMF_ALWAYS_INLINE bmf_vf bmf_vf_exp2_nonpositive(bmf_vf y)
+{
+    return bmf_vf_exp2_in_range(bmf_vf_clamp_below(y, -151.0f));
+}
+
+BMF_ALWAYS_INLINE bmf_vd bmf_vd_exp2_in_range(bmf_vd y)
+{
+    bmf_vd n;
+    bmf_vdi ni;
+    bmf_vd f = bmf_vd_floor_split(y, &n, &ni);
+    static const double c[12] = {
+        1.0, 6.9314718055994592839e-1, 2.4022650695906330315e-1, 5.5504108665602238723e-2,
+        9.6181290995508956128e-3, 1.3333558629562675936e-3, 1.5403512309733948746e-4,
+        1.525317505379524616e-5, 1.3208367308220049348e-6, 1.025321230405209001e-7,
+        6.5595298355172712178e-9, 6.2634652734225902742e-10};
+    bmf_vd p = bmf_vd_set1(c[11]);
+    for (int k = 10; k >= 0; k--) p = bmf_vd_fma(p, f, bmf_vd_set1(c[k]));
+    return bmf_vd_times_2n(p, n, ni);
+}
+
+BMF_ALWAYS_INLINE bmf_vd bmf_vd_exp2_nonpositive(bmf_vd y)
+{
+    return bmf_vd_exp2_in_range(bmf_vd_clamp_below(y, -1076.0));
 }
 
 /* ---- tanh --------------------------------------------------------------- */

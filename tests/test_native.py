@@ -172,6 +172,11 @@ ATTENTION_CASES = {       # Lq, Lk, B, E, Ev, heads, causal, mask form
     # where a vector holds 2: tiled there)
     "query-lanes-30-rows": (30, 600, 2, 48, 48, 3, True, "3d-batch"),
     "many-heads": (3, 20, 7, 64, 48, 16, False, "3d-batch-head-bool"),
+    # tiled tiles that remove no key take their exps inside P.V: blocks of 40 + 6 rows
+    # (a lone row), heads of 80 (more vectors than one tile's), a last tile of 76 keys
+    "exp-in-PV": (46, TILED_LK, 2, 16, 80, 1, False, None),
+    # ... causal with Lq < Lk (the diagonal's tiles take the separate pass), 40 + 11 rows
+    "exp-in-PV-causal": (51, 1300, 1, 48, 20, 2, True, None),
     # 16 pairs of short queries, enough work for 3 threads: each packs and runs whole pairs
     "pairs-as-items-causal": (40, 300, 4, 64, 64, 4, True, "4d-padding"),
     # decoding with heads of 4 or 8 vectors at some ISA level and dtype (the rows kept in
@@ -194,6 +199,20 @@ def test_attention_matches_reference(isa, rng, case, dtype):
         got = bf.attention(Q, K, V, mask, num_threads=n, **kw)
         assert got.dtype == dtype
         assert_close(got, expected)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", ["exp-in-PV", "exp-in-PV-causal"])
+def test_attention_exp_in_pv_gives_the_separate_pass_bits(isa, rng, case, dtype):
+    """A zero additive mask sends every tile through the separate softmax
+    pass and P.V product; without it the tiles that remove no key take their
+    exps inside P.V (att_tile_exp_pv), which must give the same bits."""
+    Lq, Lk, B, E, Ev, heads, causal, _ = ATTENTION_CASES[case]
+    Q, K, V = attention_inputs(rng, Lq, Lk, B, E, Ev, dtype)
+    kw = dict(num_heads=heads, causal=causal)
+    for n in THREADS:
+        np.testing.assert_array_equal(bf.attention(Q, K, V, num_threads=n, **kw),
+                                      bf.attention(Q, K, V, np.zeros((Lq, Lk), dtype), num_threads=n, **kw))
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -204,6 +204,71 @@ static void test_tanh_accuracy(void)
     free(x32); free(y32); free(x); free(y); free(Wx32); free(zero32); free(Wx); free(zero);
 }
 
+/* The softmax's exp (att_exp: 2^(x log2(e)) by bmf_simd.h's exp2) through
+ * the attention: row i's one query q_i meets keys 0 and 1 (scores 0 and q_i,
+ * scale 1), whose values are 0 and 1: out_i = e^q / (1 + e^q).  Over q =
+ * +-m for every 257th float m in [2^-30, 87] (float32; e^-87 stays normal)
+ * and every 2^41st double in [2^-30, 700], the error in ULP of that, which
+ * counts the exp's error and the softmax's last three roundings (1 + e^q,
+ * its inverse, the product): at most 4 ULP where |q| <= 1 (the weights
+ * near the row's max, which make the result), and beyond, 4 ULP plus what
+ * rounding x log2(e) costs e^x: at most |q| ULP for double (its rounding
+ * alone) and 1.25 |q| for float (log2(e) as a float adds 1.3e-8 relative):
+ * a weight e^-20 may be 25 ULP off, 5e-8 of itself and 1e-16 of the
+ * row's largest weight, 1. */
+static void test_exp_accuracy(void)
+{
+    enum { ROWS = 1 << 16 };
+    float *q32 = malloc(ROWS * sizeof *q32), *y32 = malloc(ROWS * sizeof *y32);
+    double *q = malloc(ROWS * sizeof *q), *y = malloc(ROWS * sizeof *y);
+    const float kv32[2] = {0, 1};
+    const double kv[2] = {0, 1};
+    const ptrdiff_t ms[4] = {0, 0, 0, 0};
+    double near[2] = {0, 0}, worst[2] = {0, 0}; /* ULP where |q| <= 1; (ULP - 4) / |q| beyond */
+    size_t count = 0;
+    for (int f64 = 0; f64 < 2; f64++)
+        for (int sign = -1; sign <= 1; sign += 2) {
+            double top = f64 ? 700 : 87;
+            float m32 = 0x1p-30f;
+            double m = 0x1p-30;
+            while (f64 ? m <= top : m32 <= top) {
+                size_t n = 0;
+                for (; n < ROWS && (f64 ? m <= top : m32 <= top); n++) {
+                    if (f64) { /* the next magnitude: its bits as an integer, plus a step */
+                        q[n] = sign * m;
+                        int64_t bits;
+                        memcpy(&bits, &m, sizeof bits);
+                        bits += (int64_t)1 << 41;
+                        memcpy(&m, &bits, sizeof m);
+                    } else {
+                        q32[n] = (float)sign * m32;
+                        int32_t bits;
+                        memcpy(&bits, &m32, sizeof bits);
+                        bits += 257;
+                        memcpy(&m32, &bits, sizeof m32);
+                    }
+                }
+                if (f64) bmf_attention_f64(n, 2, 1, 1, 1, 1, q, kv, kv, NULL, 0, ms, 0, 1.0, y, 2);
+                else bmf_attention_f32(n, 2, 1, 1, 1, 1, q32, kv32, kv32, NULL, 0, ms, 0, 1.0, y32, 2);
+                for (size_t i = 0; i < n; i++) {
+                    long double x = f64 ? q[i] : q32[i], p = expl(x), want = p / (1 + p);
+                    double got = f64 ? y[i] : y32[i];
+                    double ulp = ldexp(1, ilogb((double)want) - (f64 ? 52 : 23));
+                    double e = (double)(fabsl(got - want) / ulp), per_q = (e - 4) / fabs((double)x);
+                    if (fabsl(x) <= 1 && !(e <= near[f64])) near[f64] = e; /* NaN counts */
+                    if (fabsl(x) > 1 && !(per_q <= worst[f64])) worst[f64] = per_q;
+                }
+                count += n;
+            }
+        }
+    int ok = near[0] <= 4 && near[1] <= 4 && worst[0] <= 1.25 && worst[1] <= 1.0;
+    failures += !ok;
+    printf("%-6s %-7s softmax exp over %zu values: |q| <= 1 max %.2f ULP (f64), %.2f ULP (f32); "
+           "beyond, ULP - 4 per unit of |q| %.3f, %.3f\n", ok ? "ok" : "FAIL", bmf_isa_name(bmf_get_isa()), count,
+           near[1], near[0], worst[1], worst[0]);
+    free(q32); free(y32); free(q); free(y);
+}
+
 static void test_attention(size_t Lq, size_t Lk, size_t B, size_t nh, size_t Dk,
                            size_t Dv, int with_mask, int causal)
 {
@@ -369,6 +434,7 @@ int main(void)
     for (int level = bmf_cpu_isa(); level >= BMF_ISA_BASELINE; level--) {
         bmf_set_isa(level);
         test_tanh_accuracy();
+        test_exp_accuracy();
         test_rnn(5, 3, 7, 13);
         test_rnn(4, 1, 1, 257);
         test_rnn(3, 9, 40, 33);
@@ -414,6 +480,11 @@ int main(void)
         test_attention(16, 600, 2, 2, 80, 80, 2, 0); /* query lanes: boolean mask */
         test_attention(10, 256, 5, 1, 16, 16, 3, 1); /* query lanes: every key removed, causal */
         test_attention(25, 500, 2, 2, 40, 40, 1, 1); /* query lanes: 2-8 vectors of lanes, or tiled */
+        /* tiled, the exps inside P.V (att_tile_exp_pv): blocks of 40 + 6
+         * rows (5 + 1: a lone row), Dv 80 (more vectors than one tile's),
+         * a last tile of 76 keys; then causal with Lq < Lk, 40 + 11 rows */
+        test_attention(46, 1100, 2, 1, 16, 80, 0, 0);
+        test_attention(51, 1300, 1, 2, 24, 20, 0, 1);
         test_gemm_order_keeps_bits();
     }
     bmf_set_isa(bmf_cpu_isa());
