@@ -477,15 +477,7 @@ static void KFN(att_tile_exp_pv)(const KFN(att_ctx) *c, REAL *S, size_t nq, size
         KFN(att_pv_exp_tile)((MR_), (NV_), s, BK, nk, mu + i, scale, vsum + i, Vt, Dv_pad, o, Dv_pad); \
         break;
         switch (mr * 16 + (int)nv0) {
-            BMF_EXP_PV(2, 1) BMF_EXP_PV(2, 2) BMF_EXP_PV(2, 3)
-            BMF_EXP_PV(3, 1) BMF_EXP_PV(3, 2) BMF_EXP_PV(3, 3)
-            BMF_EXP_PV(4, 1) BMF_EXP_PV(4, 2) BMF_EXP_PV(4, 3)
-#if BMF_NV >= 4
-            BMF_EXP_PV(2, 4) BMF_EXP_PV(3, 4) BMF_EXP_PV(4, 4)
-#endif
-#if BMF_MR >= 5
-            BMF_EXP_PV(5, 1) BMF_EXP_PV(5, 2) BMF_EXP_PV(5, 3) BMF_EXP_PV(5, 4)
-#endif
+            BMF_MULTI_ROW_TILES(BMF_EXP_PV)
         default: abort();
         }
 #undef BMF_EXP_PV

@@ -183,18 +183,7 @@ static void KFN(gemm_block)(size_t m0, size_t m1, size_t p0, size_t p1,
                 switch (mr * 16 + nv) {
                     BMF_TILE(1, 1) BMF_TILE(1, 2) BMF_TILE(1, 3) BMF_TILE(1, 4)
                     BMF_TILE(1, 5) BMF_TILE(1, 6) BMF_TILE(1, 7) BMF_TILE(1, 8)
-                    BMF_TILE(2, 1) BMF_TILE(2, 2) BMF_TILE(2, 3)
-                    BMF_TILE(3, 1) BMF_TILE(3, 2) BMF_TILE(3, 3)
-                    BMF_TILE(4, 1) BMF_TILE(4, 2) BMF_TILE(4, 3)
-#if BMF_NV >= 4
-                    BMF_TILE(2, 4) BMF_TILE(3, 4) BMF_TILE(4, 4)
-#endif
-#if BMF_MR >= 5
-                    BMF_TILE(5, 1) BMF_TILE(5, 2) BMF_TILE(5, 3) BMF_TILE(5, 4)
-#endif
-#if BMF_MR >= 6
-                    BMF_TILE(6, 1) BMF_TILE(6, 2) BMF_TILE(6, 3) BMF_TILE(6, 4)
-#endif
+                    BMF_MULTI_ROW_TILES(BMF_TILE)
                 default: abort(); /* every (mr, nv) the loops make has a case */
                 }
 #undef BMF_TILE

@@ -28,6 +28,28 @@
 #define BMF_ATT_BK_KM 128 /* keys per tile of the key-major (decoding) path */
 #define BMF_ATT_GROUP_MAX 64 /* most (batch, head) pairs in a key-major item */
 
+/* X(mr, nv) for every GEMM tile of several rows this level has: up to
+ * BMF_MR rows by up to BMF_NV panels (switches that pick a tile by its
+ * shape: gemm_block, att_tile_exp_pv). */
+#if BMF_NV >= 4
+#define BMF_TILES_NV4(X) X(2, 4) X(3, 4) X(4, 4)
+#else
+#define BMF_TILES_NV4(X)
+#endif
+#if BMF_MR >= 5
+#define BMF_TILES_MR5(X) X(5, 1) X(5, 2) X(5, 3) X(5, 4)
+#else
+#define BMF_TILES_MR5(X)
+#endif
+#if BMF_MR >= 6
+#define BMF_TILES_MR6(X) X(6, 1) X(6, 2) X(6, 3) X(6, 4)
+#else
+#define BMF_TILES_MR6(X)
+#endif
+#define BMF_MULTI_ROW_TILES(X)                                                 \
+    X(2, 1) X(2, 2) X(2, 3) X(3, 1) X(3, 2) X(3, 3) X(4, 1) X(4, 2) X(4, 3)   \
+    BMF_TILES_NV4(X) BMF_TILES_MR5(X) BMF_TILES_MR6(X)
+
 /* How a GEMM tile starts its accumulators (gemm_impl.h). */
 enum { BMF_INIT_ZERO = 0, BMF_INIT_C = 1, BMF_INIT_BIAS = 2 };
 
