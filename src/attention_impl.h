@@ -382,7 +382,9 @@ static void KFN(att_mask_bh)(const KFN(att_ctx) *c, size_t bh, const REAL **mask
  * keys' multiply-adds: the exps, on the same ports, fill the tile's
  * waits on V's loads, and the tile reads P where it was just written.
  * The arithmetic is att_softmax_rows's and gemm_tile's, in the same order:
- * the same bits. */
+ * the same bits, but for which NaN survives where two meet (a -NaN from
+ * inf - inf in one key's score and a NaN in another's: the compiler orders
+ * the operands of the same FMA differently in the two loops). */
 BMF_ALWAYS_INLINE void KFN(att_pv_exp_tile)(const int mr, const int nv, REAL *S, size_t lds,
                                             size_t nk, const REAL *mu, VEC scale, VEC *vsum,
                                             const REAL *Vt, size_t ldv, REAL *O, size_t ldo)

@@ -16,7 +16,9 @@
  * inf, NaN stays NaN.
  * exp2 (attention's softmax, as 2^(x log2(e))): y = floor(y) + f, a minimax
  * polynomial for 2^f on [0, 1] (degree 6 for float, 11 for double;
- * tools/fit_exp2.py), times 2^floor(y); the same edge cases.
+ * tools/fit_exp2.py), times 2^floor(y).  -inf gives 0, NaN stays NaN; +inf
+ * (never asked: the softmax's exponents are <= 0) gives inf on AVX-512 and
+ * NaN elsewhere.
  * tanh, float: x P(x^2) / Q(x^2), P and Q of degree 4 with positive
  * coefficients (a minimax fit of relative error 2e-8 on [0, 9.02] made by
  * tools/fit_tanh.py), x clamped to +-9.02 where tanh rounds to +-1, the

@@ -36,6 +36,9 @@
 #else
 #define BMF_TILES_NV4(X)
 #endif
+#if BMF_MR >= 5 && BMF_NV < 4
+#error "tiles of 5 or 6 rows are listed with 4 panels: BMF_NV must be at least 4"
+#endif
 #if BMF_MR >= 5
 #define BMF_TILES_MR5(X) X(5, 1) X(5, 2) X(5, 3) X(5, 4)
 #else

@@ -206,7 +206,8 @@ def test_attention_matches_reference(isa, rng, case, dtype):
 def test_attention_exp_in_pv_gives_the_separate_pass_bits(isa, rng, case, dtype):
     """A zero additive mask sends every tile through the separate softmax
     pass and P.V product; without it the tiles that remove no key take their
-    exps inside P.V (att_tile_exp_pv), which must give the same bits."""
+    exps inside P.V (att_tile_exp_pv), which must give the same bits (finite
+    inputs: where two NaNs meet, which one survives may differ)."""
     Lq, Lk, B, E, Ev, heads, causal, _ = ATTENTION_CASES[case]
     Q, K, V = attention_inputs(rng, Lq, Lk, B, E, Ev, dtype)
     kw = dict(num_heads=heads, causal=causal)
