@@ -263,6 +263,21 @@ BMF_ALWAYS_INLINE VEC KFN(att_row_scores)(const KFN(att_ctx) *c, REAL *s, size_t
     return vmax;
 }
 
+/* P = exp(score - mu) of the vector of scores at s + col (a plain row's
+ * scaled first), 0 past nk. */
+BMF_ALWAYS_INLINE VEC KFN(att_p_vector)(const REAL *s, size_t col, size_t nk, int plain, VEC scale,
+                                        VEC mu)
+{
+    const size_t full = nk / VL * VL;
+    VEC sv = V(load)(s + col);
+    if (plain) sv = sv * scale; /* rounded before - mu, as the reference */
+    /* sv <= mu, but for lanes past nk (cleared below), which exp's
+     * upper clamp would not have made right either */
+    VEC p = KFN(att_exp)(sv - mu);
+    if (col == full) p = V(select)(V(iota)() + (REAL)full >= (REAL)nk, V(set1)(0), p);
+    return p;
+}
+
 /* Second pass: P = exp(score - mu) in place (a plain row's score scaled
  * first), 0 past nk; returns the vector of partial sums of P.  With
  * removed_flag, a removed key's P becomes -0.0 (exp gives it +0.0), for a
@@ -271,16 +286,10 @@ BMF_ALWAYS_INLINE VEC KFN(att_row_scores)(const KFN(att_ctx) *c, REAL *s, size_t
 BMF_ALWAYS_INLINE VEC KFN(att_row_exp)(REAL *s, size_t nk, int plain, VEC scale, VEC mu,
                                        const REAL *removed_flag)
 {
-    const VEC zero = V(set1)(0), neg_zero = V(set1)(-(REAL)0);
-    size_t full = nk / VL * VL;
-    VEC vsum = zero;
+    const VEC neg_zero = V(set1)(-(REAL)0);
+    VEC vsum = V(set1)(0);
     for (size_t col = 0; col < nk; col += VL) {
-        VEC sv = V(load)(s + col);
-        if (plain) sv = sv * scale; /* rounded before - mu, as the reference */
-        /* sv <= mu, but for lanes past nk (cleared below), which exp's
-         * upper clamp would not have made right either */
-        VEC p = KFN(att_exp)(sv - mu);
-        if (col == full) p = V(select)(V(iota)() + (REAL)full >= (REAL)nk, zero, p);
+        VEC p = KFN(att_p_vector)(s, col, nk, plain, scale, mu);
         vsum += p;
         if (removed_flag) p = V(select)(V(load)(removed_flag + col) != 0, neg_zero, p);
         V(store)(s + col, p);
@@ -300,6 +309,12 @@ BMF_ALWAYS_INLINE void KFN(att_new_max)(VEC tile_max, VEC m_old, VEC *m_new, VEC
     VEC a = KFN(att_exp)(m_old - *m_use); /* m_old <= m_use */
     a = V(select)(m_old == minus_inf, zero, a);  /* nothing before: 0 exactly */
     *alpha = V(select)(m_old == *m_use, V(set1)(1), a);
+}
+
+/* An output accumulator row of n elements (a multiple of VL) times a. */
+BMF_ALWAYS_INLINE void KFN(att_rescale_row)(REAL *o, size_t n, REAL a)
+{
+    for (size_t d = 0; d < n; d += VL) V(store)(o + d, V(load)(o + d) * a);
 }
 
 /* One step of the online softmax over a tile of nk keys for the rows of R:
@@ -343,8 +358,7 @@ static void KFN(att_softmax_rows)(const KFN(att_ctx) *c, KFN(att_rows) *R)
             REAL a = alpha[r], *o = R->o[r0 + r];
             *R->m[r0 + r] = m_new[r];
             *R->l[r0 + r] = l_new[r];
-            if (a != 1 && o) /* (no o: not yet used, see att_item) */
-                for (size_t d = 0; d < c->Dv_pad; d += VL) V(store)(o + d, V(load)(o + d) * a);
+            if (a != 1 && o) KFN(att_rescale_row)(o, c->Dv_pad, a); /* (no o: not yet used, see att_item) */
         }
     }
     R->n = 0;
@@ -396,9 +410,10 @@ BMF_ALWAYS_INLINE void KFN(att_pv_exp_tile)(const int mr, const int nv, REAL *S,
     for (int r = 0; r < mr; r++)
 #pragma GCC unroll 8
         for (int v = 0; v < nv; v++) acc[r][v] = V(load)(O + (size_t)r * ldo + (size_t)v * VL);
-    const size_t full = nk / VL * VL;
     /* the exps of each block of VL keys one block ahead of its FMAs, so that
-     * the FMAs never wait for them */
+     * the FMAs never wait for them.  att_p_vector's steps, written out: called
+     * here (or the block as a function), it made attn-long 1.02-1.05x slower. */
+    const size_t full = nk / VL * VL;
 #define BMF_EXP_BLOCK(JB)                                                               \
     for (int r = 0; r < mr; r++) {                                                      \
         REAL *s_ = S + (size_t)r * lds + (JB);                                          \
@@ -462,8 +477,7 @@ static void KFN(att_tile_exp_pv)(const KFN(att_ctx) *c, REAL *S, size_t nq, size
             mu[r0 + r] = m_use[r];
             alpha_of[r0 + r] = a;
             vsum[r0 + r] = zero;
-            if (a != 1)
-                for (size_t d = 0; d < Dv_pad; d += VL) V(store)(o + d, V(load)(o + d) * a);
+            if (a != 1) KFN(att_rescale_row)(o, Dv_pad, a);
         }
     }
     size_t nv0 = dv_panels < BMF_NV ? dv_panels : BMF_NV;
@@ -973,11 +987,7 @@ static void KFN(att_ql_softmax)(const KFN(att_ctx) *c, size_t nqv, REAL *ST, REA
     for (size_t u = 0; u < nqv; u++)
         V(store)(l + u * VL, V(fma)(V(load)(l + u * VL), alpha[u], sum[u]));
     if (!all_one)
-        for (size_t r = 0; r < nq; r++) {
-            VEC a = V(set1)(alpha[r / VL][r % VL]);
-            for (size_t e = 0; e < c->Dv_pad; e += VL)
-                V(store)(O + r * c->Dv_pad + e, V(load)(O + r * c->Dv_pad + e) * a);
-        }
+        for (size_t r = 0; r < nq; r++) KFN(att_rescale_row)(O + r * c->Dv_pad, c->Dv_pad, alpha[r / VL][r % VL]);
 }
 
 /* Query-lanes path: one item = the pairs [bh0, bh1) and the keys of one
