@@ -1201,10 +1201,8 @@ static void KFN(att_body)(void *arg, int tid, int nt)
  * "32 512 2 64 1" 0.97x of the time; 16 rows at 128 keys 1.0x, at 64 1.1x,
  * 24 rows at 256 keys 1.08x. */
 #define BMF_ATT_QL_MIN_KEYS_PER_ROW 16
-/* Tiled: (batch, head) pairs are the work items from this many per thread,
- * up to this many query rows. */
+/* Tiled: (batch, head) pairs are the work items from this many per thread. */
 #define BMF_ATT_BH_MAJOR_PER_THREAD 4
-#define BMF_ATT_BH_MAJOR_MAX_Q 256
 /* ... whose packed K and V go to a slot per pair up to this size in all */
 #define BMF_ATT_SMALL_PACKED_BYTES ((size_t)1 << 20)
 /* Key-major: a group's key-row segment of about this many bytes streams well;
@@ -1295,12 +1293,14 @@ int KFN(attention)(size_t Lq, size_t Lk, size_t B, size_t heads, size_t Dk,
     }
     int nt = bmf_threads_for(n_threads, useful < n_items ? useful : n_items);
     int use_partials = c.key_major || c.n_chunks > 1;
-    /* Short queries and many (batch, head) pairs per thread: the thread that
-     * packs a pair's K and V also uses them, from its own cache, and no
-     * barrier waits for all packing to end (attn-short: 0.86-0.92x of its
-     * time).  With long queries the packing is a negligible share. */
-    c.bh_major = !use_partials && Lq <= BMF_ATT_BH_MAJOR_MAX_Q
-                 && n_bh >= BMF_ATT_BH_MAJOR_PER_THREAD * (size_t)nt;
+    /* Many (batch, head) pairs per thread: the thread that packs a pair's K
+     * and V also uses them, from its own cache, and no barrier waits for all
+     * packing to end.  ab_kernels, 2 threads, against packing all pairs
+     * first: attn-short 0.86-0.92x of the time; long queries too, whose
+     * packed pairs all together pass L2 and were read back from L3 (attn-8heads
+     * 0.94-0.96x, float64 0.94x; "2048 2048 8 64 1" 0.98x, "4096 4096 1 512 8"
+     * 0.97x, "1024 1024 1 512 8", 4 pairs a thread, 1.00x). */
+    c.bh_major = !use_partials && n_bh >= BMF_ATT_BH_MAJOR_PER_THREAD * (size_t)nt;
     c.n_ktiles = (Lk + BMF_ATT_BK - 1) / BMF_ATT_BK;
     c.Lk_pad = (Lk + VL - 1) / VL * VL; /* about the size of K, not of whole tiles */
     size_t scratch_bytes = (size_t)nt * c.scratch_bytes;
