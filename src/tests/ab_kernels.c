@@ -20,7 +20,10 @@
  * cache line, as bigmodel_fast's own results; malloc's is 16 bytes past one).
  * AB_SPINNER=seconds in the environment: each call is made while another
  * thread busy-waits that long, started just before it, as NumPy's OpenBLAS
- * threads do for 2^28 cycles after each call (0.13 s at 2.1 GHz). */
+ * threads do for 2^28 cycles after each call (0.13 s at 2.1 GHz).
+ * AB_EVICT_MB=n: before each call, n MiB of another buffer are written, which
+ * evicts the inputs from the caches, as the bench's reference and torch calls
+ * between ours do (untimed). */
 #include <dlfcn.h>
 #include <pthread.h>
 #include <stddef.h>
@@ -112,6 +115,9 @@ int main(int argc, char **argv)
     } else {
         out = data(n_out, 0);
     }
+    size_t evict_bytes = getenv("AB_EVICT_MB") ? (size_t)atoi(getenv("AB_EVICT_MB")) << 20 : 0;
+    unsigned char *evict = evict_bytes ? malloc(evict_bytes) : NULL;
+    if (evict_bytes && !evict) return 1;
     const char *spinner_env = getenv("AB_SPINNER");
     double spin_seconds = spinner_env ? atof(spinner_env) : 0;
     double *t = malloc(sizeof *t * (size_t)reps * (size_t)n_libs);
@@ -122,6 +128,7 @@ int main(int argc, char **argv)
     for (int r = 0; r < reps; r++)
         for (int j = 0; j < n_libs; j++) {
             int i = r % 2 ? n_libs - 1 - j : j; /* ABAB.. then BABA..: no fixed order */
+            if (evict) memset(evict, r + j, evict_bytes);
             pthread_t spinner;
             if (spin_seconds > 0 && pthread_create(&spinner, NULL, busy_wait, &spin_seconds)) return 1;
             double t0 = now();
