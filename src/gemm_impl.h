@@ -52,6 +52,9 @@ BMF_ALWAYS_INLINE void KFN(gemm_tile)(
          * the end.  Every 1-row tile does this, whatever its nv. */
         VEC odd[BMF_NV1];
         for (int v = 0; v < nv; v++) odd[v] = V(set1)(0);
+        /* (both loops 4 k an iteration: rnn-long 0.94-0.97x of the time, its
+         * float64 0.97x) */
+#pragma GCC unroll 2
         for (size_t top = K; k_down && top > 0; top -= 2) { /* top == 1 ends below */
             VEC a0 = V(set1)(A[top - 1]);
             for (int v = 0; v < nv; v++)
@@ -62,6 +65,7 @@ BMF_ALWAYS_INLINE void KFN(gemm_tile)(
                 odd[v] = V(fma)(a1, V(load)(Bp + (top - 2) * b_kstride + (size_t)v * VL), odd[v]);
         }
         if (k_down) k = K;
+#pragma GCC unroll 2
         for (; k + 1 < K; k += 2) {
             VEC a0 = V(set1)(A[k]), a1 = V(set1)(A[k + 1]);
             for (int v = 0; v < nv; v++) {
