@@ -10,8 +10,8 @@
  *    Work item = (batch, head, block of BMF_ATT_BQ query rows, key chunk).
  *    For each item the keys are streamed in tiles of BMF_ATT_BK: S = Q K^T
  *    and O += P V come from the shared GEMM tile (a tile that removes no
- *    key computes its exps inside P.V: att_tile_exp_pv).  Short queries with many
- *    (batch, head) pairs take whole pairs as items instead (bh_major): the
+ *    key computes its exps inside P.V: att_tile_exp_pv).  Many (batch, head)
+ *    pairs per thread take whole pairs as items instead (bh_major): the
  *    thread that packs a pair's K and V runs all its query blocks, and
  *    (where all pairs' copies pass 1 MiB) packs its next pair over the same
  *    buffer, its slot: the copies then take a few MiB, not the size of K
