@@ -179,7 +179,7 @@ ATTENTION_CASES = {       # Lq, Lk, B, E, Ev, heads, causal, mask form
     "exp-in-PV-causal": (51, 1300, 1, 48, 20, 2, True, None),
     # 16 pairs of short queries, enough work for 3 threads: each packs and runs whole pairs
     "pairs-as-items-causal": (40, 300, 4, 64, 64, 4, True, "4d-padding"),
-    # 8 pairs of long queries (8 query blocks, 2 key tiles): whole pairs as items on 1-2
+    # 8 pairs of long queries (8-10 query blocks, 2 key tiles): whole pairs as items on 1-2
     # threads, query blocks on 3+
     "long-pairs-as-items": (300, 600, 4, 32, 32, 2, True, "4d-padding"),
     # decoding with heads of 4 or 8 vectors at some ISA level and dtype (the rows kept in
@@ -438,6 +438,8 @@ DETERMINISM_ATTENTION = {    # Lq, Lk, B, E, Ev, heads, causal, mask form
     "many-items": (70, 90, 4, 24, 12, 3, False, "3d-batch-head"),
     "pairs-then-blocks": (128, 150, 2, 48, 48, 3, True, "3d-batch-head"),  # items: pairs on 1 thread
     "long-pairs-then-blocks": (300, 600, 4, 32, 32, 2, True, "4d-padding"),  # pairs on 1-2 threads
+    # ... each thread packing its pairs into one slot (2 MiB of copies), 8-10 query blocks
+    "long-pairs-in-thread-slots": (301, 2100, 1, 128, 128, 8, True, None),
     "decode-heads-of-64": (2, 1500, 2, 128, 128, 2, False, "4d-padding"),
     # 32 pairs, 2 key chunks: one group of 32 pairs on 1 thread, smaller
     # groups on more (for more items per thread)

@@ -21,9 +21,10 @@
  * AB_SPINNER=seconds in the environment: each call is made while another
  * thread busy-waits that long, started just before it, as NumPy's OpenBLAS
  * threads do for 2^28 cycles after each call (0.13 s at 2.1 GHz).
- * AB_EVICT_MB=n: before each call, n MiB of another buffer are written, which
- * evicts the inputs from the caches, as the bench's reference and torch calls
- * between ours do (untimed). */
+ * AB_EVICT_MB=n: before each call (untimed), the calling thread writes n MiB
+ * of another buffer, which pushes the inputs out of its own core's L1 and L2,
+ * as the bench's reference and torch calls between ours do; the L3 (480 MiB
+ * on the development VM) and the other threads' cores keep their copies. */
 #include <dlfcn.h>
 #include <pthread.h>
 #include <stddef.h>
@@ -115,9 +116,17 @@ int main(int argc, char **argv)
     } else {
         out = data(n_out, 0);
     }
-    size_t evict_bytes = getenv("AB_EVICT_MB") ? (size_t)atoi(getenv("AB_EVICT_MB")) << 20 : 0;
-    unsigned char *evict = evict_bytes ? malloc(evict_bytes) : NULL;
-    if (evict_bytes && !evict) return 1;
+    int evict_mb = getenv("AB_EVICT_MB") ? atoi(getenv("AB_EVICT_MB")) : 0;
+    if (evict_mb < 0 || evict_mb > 65536) {
+        fprintf(stderr, "AB_EVICT_MB: 0 to 65536\n");
+        return 2;
+    }
+    size_t evict_bytes = (size_t)evict_mb << 20;
+    volatile unsigned char *evict = evict_bytes ? malloc(evict_bytes) : NULL;
+    if (evict_bytes && !evict) {
+        fprintf(stderr, "AB_EVICT_MB: cannot allocate %d MiB\n", evict_mb);
+        return 1;
+    }
     const char *spinner_env = getenv("AB_SPINNER");
     double spin_seconds = spinner_env ? atof(spinner_env) : 0;
     double *t = malloc(sizeof *t * (size_t)reps * (size_t)n_libs);
@@ -128,7 +137,7 @@ int main(int argc, char **argv)
     for (int r = 0; r < reps; r++)
         for (int j = 0; j < n_libs; j++) {
             int i = r % 2 ? n_libs - 1 - j : j; /* ABAB.. then BABA..: no fixed order */
-            if (evict) memset(evict, r + j, evict_bytes);
+            for (size_t e = 0; e < evict_bytes; e += 64) evict[e] = (unsigned char)(r + j); /* a line each */
             pthread_t spinner;
             if (spin_seconds > 0 && pthread_create(&spinner, NULL, busy_wait, &spin_seconds)) return 1;
             double t0 = now();

@@ -475,7 +475,8 @@ int main(void)
         test_attention(90, 200, 2, 1, 16, 24, 3, 0); /* one tile: a block it all removes, a row too */
         test_attention(90, 600, 2, 1, 16, 16, 3, 1); /* ... over two tiles, causal */
         test_attention(45, 700, 6, 2, 64, 64, 1, 1); /* whole pairs, a slot per thread (4 MiB) */
-        test_attention(300, 600, 4, 2, 16, 16, 1, 1); /* whole pairs of 8 query blocks (1-2 threads) */
+        test_attention(300, 600, 4, 2, 16, 16, 1, 1); /* whole pairs of many query blocks (1-2 threads) */
+        test_attention(301, 2100, 1, 8, 16, 16, 0, 1); /* ... in a slot per thread (2 MiB of copies) */
         test_attention(9, 2100, 4, 2, 128, 128, 0, 0); /* query lanes: 9 rows over 17 MB of K and V */
         test_attention(12, 700, 3, 2, 24, 20, 1, 1); /* query lanes: masked, causal, Dv % VL */
         test_attention(16, 600, 2, 2, 80, 80, 2, 0); /* query lanes: boolean mask */
