@@ -1301,7 +1301,7 @@ int KFN(attention)(size_t Lq, size_t Lk, size_t B, size_t heads, size_t Dk,
      * packing to end.  ab_kernels, 2 threads, against packing all pairs
      * first: attn-short 0.86-0.92x of the time; long queries too, whose
      * packed pairs all together pass L2 and were read back from L3 (attn-8heads
-     * 0.94-0.96x, float64 0.94x; "2048 2048 8 64 1" 0.98x, "4096 4096 1 512 8"
+     * 0.93-0.96x, float64 0.94x; "2048 2048 8 64 1" 0.98x, "4096 4096 1 512 8"
      * 0.97x, "1024 1024 1 512 8", 4 pairs a thread, 1.00x). */
     c.bh_major = !use_partials && n_bh >= BMF_ATT_BH_MAJOR_PER_THREAD * (size_t)nt;
     c.n_ktiles = (Lk + BMF_ATT_BK - 1) / BMF_ATT_BK;

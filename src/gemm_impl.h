@@ -82,7 +82,7 @@ BMF_ALWAYS_INLINE void KFN(gemm_tile)(
         for (int v = 0; v < nv; v++) acc[0][v] += odd[v];
     }
     /* k four at a time: fewer pointer steps and branches per FMA.  ab_kernels
-     * against the loop rolled, the same bits: rnn-batch64 0.90-0.95x of the
+     * against the loop rolled, the same bits: rnn-batch64 0.90-0.98x of the
      * time, attn-long 0.96-0.98x, rnn-long 0.94x (its input projection);
      * 8 at a time no better. */
 #pragma GCC unroll 4
