@@ -437,7 +437,7 @@ DETERMINISM_ATTENTION = {    # Lq, Lk, B, E, Ev, heads, causal, mask form
     "split-masked": (3, 2600, 2, 16, 8, 2, True, "chunks"),
     "many-items": (70, 90, 4, 24, 12, 3, False, "3d-batch-head"),
     "pairs-then-blocks": (128, 150, 2, 48, 48, 3, True, "3d-batch-head"),  # items: pairs on 1 thread
-    "long-pairs-then-blocks": (300, 600, 4, 32, 32, 2, True, "4d-padding"),  # pairs on 1-2 threads
+    "long-pairs-then-blocks": ATTENTION_CASES["long-pairs-as-items"],  # pairs on 1-2 threads
     # ... each thread packing its pairs into one slot (2 MiB of copies), 8-10 query blocks
     "long-pairs-in-thread-slots": (301, 2100, 1, 128, 128, 8, True, None),
     "decode-heads-of-64": (2, 1500, 2, 128, 128, 2, False, "4d-padding"),
@@ -445,7 +445,7 @@ DETERMINISM_ATTENTION = {    # Lq, Lk, B, E, Ev, heads, causal, mask form
     # groups on more (for more items per thread)
     "decode-regrouped": (1, 600, 8, 256, 256, 4, False, "4d-padding"),
     # whole pairs in a slot per thread (on 1 thread: one slot for all 12 pairs)
-    "pairs-in-thread-slots": (45, 700, 6, 128, 128, 2, True, "3d-batch-head"),
+    "pairs-in-thread-slots": ATTENTION_CASES["pairs-in-thread-slots"],
     # query lanes: 32 pairs in groups that shrink with the thread count, 2 key chunks
     "query-lanes-regrouped": (12, 600, 8, 256, 256, 4, True, "4d-padding"),
 }
