@@ -27,7 +27,10 @@
  */
 
 /* One tile of mr rows x nv panels; mr and nv are compile-time constants at
- * every call (see gemm_block), so the accumulators live in registers. */
+ * every call (see gemm_block), so the accumulators live in registers.  Every
+ * loop over them is unrolled in full, and whole tiles store without the
+ * partial path: either left to the compiler kept them on the stack, and the
+ * tile's A row offsets with them (see gemm_tile_MRxNV). */
 BMF_ALWAYS_INLINE void KFN(gemm_tile)(
     const int mr, const int nv, size_t K, const REAL *A, size_t lda,
     const REAL *Bp, size_t b_kstride, REAL *C, size_t ldc, size_t n_valid,
@@ -35,7 +38,9 @@ BMF_ALWAYS_INLINE void KFN(gemm_tile)(
 {
     VEC acc[BMF_MR][BMF_NV1];
     const int whole = n_valid >= (size_t)nv * VL; /* no partial vector */
+#pragma GCC unroll 8
     for (int r = 0; r < mr; r++)
+#pragma GCC unroll 8
         for (int v = 0; v < nv; v++) {
             size_t left = whole ? VL : n_valid > (size_t)v * VL ? n_valid - (size_t)v * VL : 0;
             if (init == BMF_INIT_C)
@@ -111,14 +116,42 @@ BMF_ALWAYS_INLINE void KFN(gemm_tile)(
 #pragma GCC unroll 8
             for (int v = 0; v < nv; v++) acc[r][v] *= V(set1)(row_scale[r]);
     }
+    if (whole) {
+#pragma GCC unroll 8
+        for (int r = 0; r < mr; r++)
+#pragma GCC unroll 8
+            for (int v = 0; v < nv; v++) V(store)(C + r * ldc + (size_t)v * VL, acc[r][v]);
+        return;
+    }
 #pragma GCC unroll 8
     for (int r = 0; r < mr; r++)
 #pragma GCC unroll 8
         for (int v = 0; v < nv; v++) {
-            size_t left = whole ? VL : n_valid > (size_t)v * VL ? n_valid - (size_t)v * VL : 0;
+            size_t left = n_valid > (size_t)v * VL ? n_valid - (size_t)v * VL : 0;
             if (left) V(store_partial)(C + r * ldc + (size_t)v * VL, acc[r][v], left);
         }
 }
+
+/* Each tile of several rows is a function of its own, not inlined into
+ * gemm_block's switch: there, among all the other tiles, the compiler kept
+ * the row offsets of A on the stack and loaded them again at every k (four
+ * loads beside the 20 FMAs of a 5 x 4 step; perf annotate).  With the full
+ * unrolling in gemm_tile, ab_kernels against the inlined tiles, the same
+ * bits: attn-long 0.96-0.99x of the time, attn-8heads 0.95-0.98x, AVX2
+ * attn-long 0.955x; the RNN within the noise (rnn-batch64 0.955-1.05x).
+ * Either change alone: 1.00x.  The one-row tiles (the batch-1 RNN's steps)
+ * stay inline. */
+#define BMF_TILE_FN(MR_, NV_)                                                          \
+    static __attribute__((noinline)) void KFN(gemm_tile_##MR_##x##NV_)(                \
+        size_t K, const REAL *A, size_t lda, const REAL *Bp, size_t b_kstride, REAL *C, \
+        size_t ldc, size_t n_valid, int init, const REAL *bias, int apply_tanh,         \
+        const REAL *row_scale, int k_down)                                              \
+    {                                                                                   \
+        KFN(gemm_tile)(MR_, NV_, K, A, lda, Bp, b_kstride, C, ldc, n_valid, init, bias, \
+                       apply_tanh, row_scale, k_down);                                  \
+    }
+BMF_MULTI_ROW_TILES(BMF_TILE_FN)
+#undef BMF_TILE_FN
 
 /* True when B's panels [p0, p1) (K deep) pass BMF_GEMM_B_CACHED_BYTES (half
  * the L2, 1 MiB on the development VM: beside A, C and the rest, more does
@@ -183,19 +216,27 @@ static void KFN(gemm_block)(size_t m0, size_t m1, size_t p0, size_t p1,
                 REAL *c = C + i * ldc + col;
                 size_t n_valid = n_cols > col ? n_cols - col : 0;
                 const REAL *bs = bias ? bias + col : NULL;
+/* (the arguments of every tile: a one-row tile has kb == 0 and ke == K) */
+#define BMF_TILE_ARGS                                                          \
+    ke - kb, a, lda, b, kstride, c, ldc, n_valid, kb ? BMF_INIT_C : init, bs,   \
+        ke == K && apply_tanh, ke == K && row_scale ? row_scale + i : NULL, k_down
+#define BMF_TILE1(NV_)                                                        \
+    case 16 + (NV_):                                                          \
+        KFN(gemm_tile)(1, (NV_), BMF_TILE_ARGS);                              \
+        break;
 #define BMF_TILE(MR_, NV_)                                                    \
     case (MR_) * 16 + (NV_):                                                  \
-        KFN(gemm_tile)((MR_), (NV_), ke - kb, a, lda, b, kstride, c, ldc,     \
-                       n_valid, kb ? BMF_INIT_C : init, bs, ke == K && apply_tanh, \
-                       ke == K && row_scale ? row_scale + i : NULL, k_down);  \
+        KFN(gemm_tile_##MR_##x##NV_)(BMF_TILE_ARGS);                          \
         break;
                 switch (mr * 16 + nv) {
-                    BMF_TILE(1, 1) BMF_TILE(1, 2) BMF_TILE(1, 3) BMF_TILE(1, 4)
-                    BMF_TILE(1, 5) BMF_TILE(1, 6) BMF_TILE(1, 7) BMF_TILE(1, 8)
+                    BMF_TILE1(1) BMF_TILE1(2) BMF_TILE1(3) BMF_TILE1(4)
+                    BMF_TILE1(5) BMF_TILE1(6) BMF_TILE1(7) BMF_TILE1(8)
                     BMF_MULTI_ROW_TILES(BMF_TILE)
                 default: abort(); /* every (mr, nv) the loops make has a case */
                 }
 #undef BMF_TILE
+#undef BMF_TILE1
+#undef BMF_TILE_ARGS
             }
         }
     }
