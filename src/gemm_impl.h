@@ -137,7 +137,7 @@ BMF_ALWAYS_INLINE void KFN(gemm_tile)(
  * the row offsets of A on the stack and loaded them again at every k (four
  * loads beside the 20 FMAs of a 5 x 4 step; perf annotate).  With the full
  * unrolling in gemm_tile, ab_kernels against the inlined tiles, the same
- * bits: attn-long 0.96-0.99x of the time, attn-8heads 0.95-0.98x, AVX2
+ * bits: attn-long 0.96-1.00x of the time, attn-8heads 0.95-0.98x, AVX2
  * attn-long 0.955x; the RNN within the noise (rnn-batch64 0.955-1.05x).
  * Either change alone: 1.00x.  The one-row tiles (the batch-1 RNN's steps)
  * stay inline. */
