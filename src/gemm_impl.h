@@ -27,10 +27,11 @@
  */
 
 /* One tile of mr rows x nv panels; mr and nv are compile-time constants at
- * every call (see gemm_block), so the accumulators live in registers.  Every
- * loop over them is unrolled in full, and whole tiles store without the
- * partial path: either left to the compiler kept them on the stack, and the
- * tile's A row offsets with them (see gemm_tile_MRxNV). */
+ * every call (gemm_block's one-row cases, the gemm_tile_MRxNV functions), so
+ * the accumulators live in registers.  The loops that start and store them
+ * are unrolled in full, and a whole tile stores without the partial-vector
+ * path; with the tiles as functions of their own (below), that took the
+ * accumulators' start and end and A's row offsets off the stack. */
 BMF_ALWAYS_INLINE void KFN(gemm_tile)(
     const int mr, const int nv, size_t K, const REAL *A, size_t lda,
     const REAL *Bp, size_t b_kstride, REAL *C, size_t ldc, size_t n_valid,
@@ -135,12 +136,12 @@ BMF_ALWAYS_INLINE void KFN(gemm_tile)(
 /* Each tile of several rows is a function of its own, not inlined into
  * gemm_block's switch: there, among all the other tiles, the compiler kept
  * the row offsets of A on the stack and loaded them again at every k (four
- * loads beside the 20 FMAs of a 5 x 4 step; perf annotate).  With the full
- * unrolling in gemm_tile, ab_kernels against the inlined tiles, the same
- * bits: attn-long 0.96-1.00x of the time, attn-8heads 0.95-0.98x, AVX2
- * attn-long 0.955x; the RNN within the noise (rnn-batch64 0.955-1.05x).
- * Either change alone: 1.00x.  The one-row tiles (the batch-1 RNN's steps)
- * stay inline. */
+ * loads beside the 20 FMAs of a 5 x 4 step; perf annotate).  With gemm_tile's
+ * unrolled start and whole-tile stores, ab_kernels against the inlined tiles,
+ * the same bits: attn-long 0.96-1.00x of the time, attn-8heads 0.95-0.98x,
+ * AVX2 attn-long 0.955x; the RNN within the noise (rnn-batch64 0.955-1.05x).
+ * The functions alone, or the unrolling and stores alone: 1.00x.  The
+ * one-row tiles (the batch-1 RNN's steps) stay inline. */
 #define BMF_TILE_FN(MR_, NV_)                                                          \
     static __attribute__((noinline)) void KFN(gemm_tile_##MR_##x##NV_)(                \
         size_t K, const REAL *A, size_t lda, const REAL *Bp, size_t b_kstride, REAL *C, \

@@ -29,8 +29,8 @@
 #define BMF_ATT_GROUP_MAX 64 /* most (batch, head) pairs in a key-major item */
 
 /* X(mr, nv) for every GEMM tile of several rows this level has: up to
- * BMF_MR rows by up to BMF_NV panels (switches that pick a tile by its
- * shape: gemm_block, att_tile_exp_pv). */
+ * BMF_MR rows by up to BMF_NV panels (gemm_impl.h's tile functions, and the
+ * switches that pick a tile by its shape: gemm_block, att_tile_exp_pv). */
 #if BMF_NV >= 4
 #define BMF_TILES_NV4(X) X(2, 4) X(3, 4) X(4, 4)
 #else
