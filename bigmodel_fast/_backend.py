@@ -75,7 +75,7 @@ if _requested != "numpy":
 
 _isa_cap = os.environ.get("BIGMODEL_FAST_ISA", "").strip().lower()
 if _isa_cap:
-    _levels = ("baseline", "avx2", "avx512")
+    _levels = ("baseline", "avx2", "avx512", "amx")
     if _isa_cap not in _levels:
         raise ImportError(f"BIGMODEL_FAST_ISA={_isa_cap!r}: use one of {', '.join(_levels)}")
     if native is not None:

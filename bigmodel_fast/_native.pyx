@@ -37,7 +37,7 @@ cdef extern from "bigmodel_fast.h" nogil:
                           int mask_is_bool, const Py_ssize_t *mask_strides, int causal,
                           double scale, double *out, int n_threads) noexcept
 
-ISA_LEVELS = ("baseline", "avx2", "avx512")
+ISA_LEVELS = ("baseline", "avx2", "avx512", "amx")
 
 
 def cpu_isa():

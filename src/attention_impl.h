@@ -53,6 +53,10 @@
  * gives zeros; a NaN in a row's scores gives NaN in that row only.
  */
 
+#ifdef BMF_AMX
+#include "attention_amx.h"
+#endif
+
 typedef struct {
     size_t Lq, Lk, B, heads, Dk, Dv, ld_q, ld_v; /* ld_q: row stride of Q and K */
     const REAL *Q, *K, *V;
@@ -78,6 +82,14 @@ typedef struct {
     /* A slot holds one (batch, head)'s packed K and V: slot bh, or with
      * slot_per_thread the thread's own one, reused for each pair it runs. */
     size_t n_ktiles;
+    /* AMX (kernels_amx.c, float32, tiled path): the scores from bf16 parts
+     * (attention_amx.h); per slot and key tile, K's parts and whether the
+     * tile may take them. */
+    int amx;
+    size_t amx_nkb, amx_tile_len; /* Dk in 32s; uint16 of K's parts a key tile */
+    uint16_t *K_amx;
+    unsigned char *k_tile_amx;
+    size_t s_rows;       /* rows of the score block S: BMF_ATT_BQ, or AMX's whole tiles */
     char *scratch;
     size_t scratch_bytes; /* per thread */
     size_t next_merge;   /* merges: the next block to hand out, from 0 */
@@ -542,10 +554,15 @@ static int KFN(att_item)(const KFN(att_ctx) *c, size_t item, size_t slot, REAL *
     KFN(att_mask_bh)(c, bh, &mask_bh, &bool_bh);
 
     REAL *S = scratch;            /* BQ x BK scores, then P */
-    REAL *Qb = S + BMF_ATT_BQ * BK; /* the block's Q rows, contiguous: in place they
-                                     * may be 4 KiB apart and evict each other from L1 */
+    REAL *Qb = S + c->s_rows * BK; /* the block's Q rows, contiguous: in place they
+                                    * may be 4 KiB apart and evict each other from L1 */
     for (size_t r = 0; r < nq; r++)
         memcpy(Qb + r * c->Dk, c->Q + (i0 + r) * c->ld_q + bh * c->Dk, c->Dk * sizeof(REAL));
+#ifdef BMF_AMX
+    uint16_t *Q_amx = (uint16_t *)(Qb + BMF_ATT_BQ * c->Dk + 16); /* (64-byte aligned) */
+    Q_amx = (uint16_t *)((uintptr_t)Q_amx / 64 * 64);
+    int q_amx = c->amx && bmf_amx_split_q((const float *)Qb, c->Dk, nq, c->Dk, c->amx_nkb, Q_amx);
+#endif
     for (size_t r = 0; r < nq; r++) { m[r] = -(REAL)INFINITY; l[r] = 0; }
     int one_product = to_out && k1 - k0 <= BK; /* O not used yet, so not zeroed */
     if (!one_product) memset(O, 0, nq * Dv_pad * sizeof(REAL));
@@ -557,6 +574,13 @@ static int KFN(att_item)(const KFN(att_ctx) *c, size_t item, size_t slot, REAL *
             continue;
         const REAL *Kp = c->K_packed + (slot * c->Lk_pad + j0) * c->Dk;
         size_t tile_keys = c->Lk - j0 < BK ? c->Lk - j0 : BK; /* as packed */
+#ifdef BMF_AMX
+        size_t t = slot * c->n_ktiles + j0 / BK; /* (chunks are whole tiles) */
+        if (q_amx && c->k_tile_amx[t])
+            bmf_amx_scores(Q_amx, c->K_amx + t * c->amx_tile_len, c->amx_nkb, (nq + 15) / 16,
+                           (nk + 15) / 16, BMF_ATT_BK / 16, (float *)S, BK);
+        else
+#endif
         KFN(gemm_block)(0, nq, 0, nk_panels, (tile_keys + VL - 1) / VL, BMF_NV,
                         c->Dk, 0, c->Dk, Qb, c->Dk, Kp, 0, S, BK, nk_panels * VL, BMF_INIT_ZERO, NULL, 0,
                         NULL, 0);
@@ -1079,6 +1103,12 @@ static void KFN(att_pack_tile)(const KFN(att_ctx) *c, size_t bh, size_t t, size_
     const REAL *src = c->K + j0 * c->ld_q + bh * c->Dk; /* bh = b*heads + h */
     KFN(pack_panels)(src, c->ld_q, nk, c->Dk, 0, (nk + VL - 1) / VL, BMF_NV, 1,
                      c->K_packed + (slot * c->Lk_pad + j0) * c->Dk);
+#ifdef BMF_AMX
+    if (c->amx)
+        c->k_tile_amx[slot * c->n_ktiles + t] = (unsigned char)bmf_amx_split_k(
+            (const float *)src, c->ld_q, nk, BMF_ATT_BK / 16, c->Dk, c->amx_nkb,
+            c->K_amx + (slot * c->n_ktiles + t) * c->amx_tile_len);
+#endif
     const REAL *vsrc = c->V + j0 * c->ld_v + bh * c->Dv;
     REAL *vdst = c->V_packed + (slot * c->Lk + j0) * c->Dv_pad;
     for (size_t j = 0; j < nk; j++) {
@@ -1102,7 +1132,7 @@ static void KFN(att_block)(const KFN(att_ctx) *c, size_t blk, size_t slot, REAL 
         KFN(att_write_rows)(c, blk / c->n_qblocks, blk % c->n_qblocks, l, O);
 }
 
-static void KFN(att_body)(void *arg, int tid, int nt)
+static void KFN(att_body_run)(void *arg, int tid, int nt)
 {
     KFN(att_ctx) *c = arg;
     REAL *scratch = (REAL *)(c->scratch + (size_t)tid * c->scratch_bytes);
@@ -1214,6 +1244,21 @@ static void KFN(att_body)(void *arg, int tid, int nt)
 #define BMF_ATT_MIN_SEGMENT_BYTES 4096
 #define BMF_ATT_KM_ITEMS_PER_THREAD 4
 
+/* Each thread's part of the call; AMX's tile registers are configured per
+ * thread, and given back after (a thread holding them costs every context
+ * switch a larger save). */
+static void KFN(att_body)(void *arg, int tid, int nt)
+{
+#ifdef BMF_AMX
+    int amx = ((KFN(att_ctx) *)arg)->amx;
+    if (amx) bmf_amx_configure();
+    KFN(att_body_run)(arg, tid, nt);
+    if (amx) _tile_release();
+#else
+    KFN(att_body_run)(arg, tid, nt);
+#endif
+}
+
 /* The number of chunks of at least min_chunk keys (rounded to tiles of bk)
  * that gives about BMF_ATT_SPLIT_ITEMS items with n_units other items. */
 static void KFN(att_split_keys)(KFN(att_ctx) *c, size_t n_units, size_t min_chunk, size_t bk)
@@ -1245,6 +1290,11 @@ int KFN(attention)(size_t Lq, size_t Lk, size_t B, size_t heads, size_t Dk,
     if (mask) memcpy(c.ms, mask_strides, sizeof c.ms);
     c.n_qblocks = (Lq + BMF_ATT_BQ - 1) / BMF_ATT_BQ;
     c.rows_per_item = Lq < BMF_ATT_BQ ? Lq : BMF_ATT_BQ;
+#ifdef BMF_AMX
+    c.s_rows = sizeof(REAL) == 4 ? BMF_AMX_ROWS_MAX : BMF_ATT_BQ;
+#else
+    c.s_rows = BMF_ATT_BQ;
+#endif
     c.Dv_pad = (Dv + VL - 1) / VL * VL;
     size_t kv_bytes = Lk * B * heads * (Dk + Dv) * sizeof(REAL);
     int key_major = Lq < BMF_ATT_TILED_MIN_Q
@@ -1272,6 +1322,15 @@ int KFN(attention)(size_t Lq, size_t Lk, size_t B, size_t heads, size_t Dk,
         KFN(att_split_keys)(&c, n_blocks, BMF_ATT_MIN_CHUNK, BMF_ATT_BK);
         n_items = n_blocks * c.n_chunks;
         tile = BMF_ATT_BQ * BMF_ATT_BK + BMF_ATT_BQ * Dk; /* S, Q block */
+#ifdef BMF_AMX
+        c.amx = sizeof(REAL) == 4;
+        if (c.amx) { /* S in whole 16-row tiles; Q's parts, 64-byte aligned */
+            c.amx_nkb = (Dk + 31) / 32;
+            c.amx_tile_len = 3 * c.amx_nkb * BMF_ATT_BK * 32;
+            tile += (BMF_AMX_ROWS_MAX - BMF_ATT_BQ) * BMF_ATT_BK
+                    + (3 * c.amx_nkb * BMF_AMX_ROWS_MAX * 32 * sizeof(uint16_t) + 64) / sizeof(REAL) + 16;
+        }
+#endif
     }
     size_t rows = c.rows_per_item, part_len = rows * (2 + c.Dv_pad);
     c.scratch_bytes = bmf_piece((part_len + tile) * sizeof(REAL));
@@ -1317,10 +1376,13 @@ int KFN(attention)(size_t Lq, size_t Lk, size_t B, size_t heads, size_t Dk,
     size_t k_bytes = slots * c.Lk_pad * Dk * sizeof(REAL);
     size_t v_bytes = slots * Lk * c.Dv_pad * sizeof(REAL);
     size_t finite_bytes = slots * c.n_ktiles;
+    size_t amx_bytes = c.amx ? slots * c.n_ktiles * c.amx_tile_len * sizeof(uint16_t) : 0;
+    size_t amx_flag_bytes = c.amx ? slots * c.n_ktiles : 0;
     size_t counter_bytes = (size_t)nt * sizeof(bmf_progress);
     unsigned char *ws = bmf_workspace_acquire(bmf_piece(scratch_bytes) + bmf_piece(partials_bytes)
                                               + bmf_piece(k_bytes) + bmf_piece(v_bytes)
-                                              + bmf_piece(finite_bytes) + 2 * bmf_piece(counter_bytes));
+                                              + bmf_piece(finite_bytes) + 2 * bmf_piece(counter_bytes)
+                                              + bmf_piece(amx_bytes) + bmf_piece(amx_flag_bytes));
     if (!ws) return BMF_ERR_NOMEM;
     unsigned char *next = ws;
     c.scratch = bmf_carve(&next, scratch_bytes);
@@ -1329,6 +1391,10 @@ int KFN(attention)(size_t Lq, size_t Lk, size_t B, size_t heads, size_t Dk,
         c.K_packed = bmf_carve(&next, k_bytes);
         c.V_packed = bmf_carve(&next, v_bytes);
         c.v_tile_finite = bmf_carve(&next, finite_bytes);
+        if (c.amx) {
+            c.K_amx = (uint16_t *)bmf_carve(&next, amx_bytes);
+            c.k_tile_amx = bmf_carve(&next, amx_flag_bytes);
+        }
     }
     c.pack_next = bmf_carve(&next, counter_bytes);
     c.item_next = bmf_carve(&next, counter_bytes);

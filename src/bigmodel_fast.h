@@ -26,12 +26,12 @@ extern "C" {
 
 #define BMF_ERR_NOMEM 1
 
-enum bmf_isa { BMF_ISA_BASELINE = 0, BMF_ISA_AVX2 = 1, BMF_ISA_AVX512 = 2 };
+enum bmf_isa { BMF_ISA_BASELINE = 0, BMF_ISA_AVX2 = 1, BMF_ISA_AVX512 = 2, BMF_ISA_AMX = 3 };
 
 int bmf_cpu_isa(void);                 /* widest level this CPU and OS support */
 int bmf_get_isa(void);                 /* level in use */
 int bmf_set_isa(int level);            /* caps the level in use; returns it */
-const char *bmf_isa_name(int level);   /* "baseline", "avx2", "avx512" */
+const char *bmf_isa_name(int level);   /* "baseline", "avx2", "avx512", "amx" */
 int bmf_openmp_enabled(void);
 int bmf_default_threads(void);         /* omp_get_max_threads(), or 1 */
 const char *bmf_build_info(void);

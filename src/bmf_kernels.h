@@ -52,6 +52,7 @@ extern const bmf_kernel_table bmf_kernels_baseline;
 #define BMF_HAVE_X86_LEVELS 1
 extern const bmf_kernel_table bmf_kernels_avx2;
 extern const bmf_kernel_table bmf_kernels_avx512;
+extern const bmf_kernel_table bmf_kernels_amx;
 #endif
 
 #endif /* BMF_KERNELS_H */

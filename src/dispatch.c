@@ -10,6 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#if defined(__linux__)
+#include <sys/syscall.h>
+#endif
 
 #include "bigmodel_fast.h"
 #include "bmf_kernels.h"
@@ -31,8 +34,21 @@ static unsigned long long bmf_xgetbv0(void)
     return ((unsigned long long)edx << 32) | eax;
 }
 
+/* AMX's tile data is granted per process, on request (Linux 5.16 and later:
+ * arch_prctl ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA); without it the first
+ * tile instruction faults. */
+static int bmf_request_amx(void)
+{
+#if defined(__linux__) && defined(SYS_arch_prctl)
+    return syscall(SYS_arch_prctl, 0x1023 /* ARCH_REQ_XCOMP_PERM */, 18 /* XTILEDATA */) == 0;
+#else
+    return 0;
+#endif
+}
+
 /* The widest level whose instructions the CPU has AND whose registers the OS
- * saves on a context switch (XCR0), as the Intel SDM prescribes. */
+ * saves on a context switch (XCR0, tile state included), as the Intel SDM
+ * prescribes. */
 static int bmf_detect_isa(void)
 {
     unsigned a, b, c, d;
@@ -47,8 +63,10 @@ static int bmf_detect_isa(void)
     int avx512 = ((b >> 16) & 1) && ((b >> 17) & 1) /* F, DQ */
                  && ((b >> 30) & 1) && ((b >> 31) & 1); /* BW, VL */
     if (!avx2) return BMF_ISA_BASELINE;
-    if (avx512 && (xcr0 & 0xE6) == 0xE6) return BMF_ISA_AVX512; /* + opmask, ZMM */
-    return BMF_ISA_AVX2;
+    if (!avx512 || (xcr0 & 0xE6) != 0xE6) return BMF_ISA_AVX2; /* + opmask, ZMM */
+    int amx = ((d >> 22) & 1) && ((d >> 24) & 1); /* AMX-BF16, AMX-TILE */
+    if (amx && (xcr0 & 0x60000) == 0x60000 && bmf_request_amx()) return BMF_ISA_AMX;
+    return BMF_ISA_AVX512;
 }
 #else
 static int bmf_detect_isa(void) { return BMF_ISA_BASELINE; }
@@ -93,6 +111,7 @@ const char *bmf_isa_name(int level)
     switch (level) {
     case BMF_ISA_AVX2: return "avx2";
     case BMF_ISA_AVX512: return "avx512";
+    case BMF_ISA_AMX: return "amx";
     default: return "baseline";
     }
 }
@@ -101,6 +120,7 @@ static const bmf_kernel_table *bmf_table(void)
 {
 #ifdef BMF_HAVE_X86_LEVELS
     switch (bmf_get_isa()) {
+    case BMF_ISA_AMX: return &bmf_kernels_amx;
     case BMF_ISA_AVX512: return &bmf_kernels_avx512;
     case BMF_ISA_AVX2: return &bmf_kernels_avx2;
     default: break;

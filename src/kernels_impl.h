@@ -23,7 +23,9 @@
 #ifndef BMF_GEMM_B_CACHED_BYTES
 #define BMF_GEMM_B_CACHED_BYTES bmf_gemm_b_cached_bytes /* half the L2: bmf_kernels.h */
 #endif
+#ifndef BMF_ATT_BQ
 #define BMF_ATT_BQ (8 * BMF_MR) /* query rows per attention block: whole tiles */
+#endif
 #define BMF_ATT_BK 512 /* keys per attention tile (a multiple of every VL) */
 #define BMF_ATT_BK_KM 128 /* keys per tile of the key-major (decoding) path */
 #define BMF_ATT_GROUP_MAX 64 /* most (batch, head) pairs in a key-major item */

@@ -17,7 +17,7 @@ from bigmodel_fast import _backend
 # SPEC.md: native matches the reference to within these (inputs of unit scale).
 TOLERANCE = {np.dtype(name): tol for name, tol in bf.reference.TOLERANCE.items()}
 
-ISA_ORDER = ("baseline", "avx2", "avx512")
+ISA_ORDER = ("baseline", "avx2", "avx512", "amx")
 
 
 def _kernel_constant(name):
