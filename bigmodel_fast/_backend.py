@@ -2,7 +2,7 @@
 
 BIGMODEL_FAST_BACKEND: unset = native when it loads, NumPy otherwise;
 "numpy" = always NumPy; "native" = native or a loud ImportError.
-BIGMODEL_FAST_ISA: baseline | avx2 | avx512 caps the native kernels' ISA level.
+BIGMODEL_FAST_ISA: baseline | avx2 | avx512 | amx caps the native kernels' ISA level.
 GOMP_SPINCOUNT / OMP_WAIT_POLICY: yours win; unset, GNU OpenMP is loaded with a
 short idle spin (below).
 """

@@ -603,7 +603,7 @@ def info_lines():
     ]
     if b["isa"] is not None:
         lines.append(f"ISA level:        {b['isa']} in use; this CPU supports up to {b['cpu_isa']} "
-                     "(levels: baseline, avx2, avx512; BIGMODEL_FAST_ISA caps it)")
+                     "(levels: baseline, avx2, avx512, amx; BIGMODEL_FAST_ISA caps it)")
         lines.append(f"build:            {b['build']}")
     else:
         lines.append("ISA level:        none (NumPy backend)")

@@ -49,15 +49,23 @@ static inline void bmf_amx_configure(void)
     _tile_loadconfig(&cfg);
 }
 
+/* Whether each lane of v may go through AMX: finite, and zero or at least
+ * 2^-100 in magnitude. */
+static inline int bmf_amx_lanes_ok(__m512 v)
+{
+    const __m512i a = _mm512_and_si512(_mm512_castps_si512(v), _mm512_set1_epi32(0x7FFFFFFF));
+    __mmask16 bad = _mm512_cmpge_epu32_mask(a, _mm512_set1_epi32(0x7F800000))
+                    | (_mm512_cmplt_epu32_mask(a, _mm512_set1_epi32((127 - 100) << 23))
+                       & _mm512_cmpneq_epu32_mask(a, _mm512_setzero_si512()));
+    return bad == 0;
+}
+
 /* Splits 32 floats (n valid, the rest taken as 0) into their three bf16
  * parts, each 32 in order; returns 0 if a value may not go through AMX. */
 static inline int bmf_amx_split32(const float *x, size_t n, uint16_t *hi, uint16_t *mid,
                                   uint16_t *lo)
 {
     const __m512i top = _mm512_set1_epi32((int)0xFFFF0000u);
-    const __m512i abs_mask = _mm512_set1_epi32(0x7FFFFFFF);
-    const __m512i inf_bits = _mm512_set1_epi32(0x7F800000);
-    const __m512i tiny_bits = _mm512_set1_epi32((127 - 100) << 23); /* 2^-100 */
     int ok = 1;
     for (int h = 0; h < 2; h++) {
         size_t start = (size_t)h * 16;
@@ -65,11 +73,7 @@ static inline int bmf_amx_split32(const float *x, size_t n, uint16_t *hi, uint16
         float part_row[16] = {0}; /* a short row through a copy: no read past it */
         if (m < 16 && m) memcpy(part_row, x + start, m * sizeof(float));
         __m512 v = m == 16 ? _mm512_loadu_ps(x + start) : _mm512_loadu_ps(part_row);
-        __m512i a = _mm512_and_si512(_mm512_castps_si512(v), abs_mask);
-        __mmask16 bad = _mm512_cmpge_epu32_mask(a, inf_bits)
-                        | (_mm512_cmplt_epu32_mask(a, tiny_bits)
-                           & _mm512_cmpneq_epu32_mask(a, _mm512_setzero_si512()));
-        ok &= bad == 0;
+        ok &= bmf_amx_lanes_ok(v);
         uint16_t *dst[3] = {hi, mid, lo};
         for (int p = 0; p < 3; p++) {
             __m512i part = _mm512_and_si512(_mm512_castps_si512(v), top);
@@ -97,27 +101,39 @@ static inline int bmf_amx_split_q(const float *Q, size_t ld, size_t nq, size_t D
     return ok;
 }
 
-/* K's keys [0, nk) (row stride ld) of one key tile into parts, the tile's
- * keys up to n_groups * 16 zero; returns 0 if a value may not go through
- * AMX. */
-static inline int bmf_amx_split_k(const float *K, size_t ld, size_t nk, size_t n_groups,
+/* One key tile's parts from its float32 packing (pack_panels' layout:
+ * groups of 4 panels of 16 keys, Dk rows of 64 keys each, the last group
+ * narrower; keys past the tile's are zero there): row q of a group's B tile
+ * holds Dk 2q and 2q + 1 of its 16 keys, one 32-bit pair per key, so it is
+ * two 16-key rows of the packing, split and interleaved.  Groups past
+ * n_panels, up to tile_groups, are zero.  Returns 0 if a value may not go
+ * through AMX. */
+static inline int bmf_amx_split_k(const float *Kpacked, size_t n_panels, size_t tile_groups,
                                   size_t Dk, size_t nkb, uint16_t *parts)
 {
-    const size_t part_len = nkb * n_groups * (BMF_AMX_TILE_BYTES / 2);
-    uint16_t key_parts[3][32];
+    const size_t part_len = nkb * tile_groups * 512;
+    const __m512i top = _mm512_set1_epi32((int)0xFFFF0000u);
     int ok = 1;
-    for (size_t j = 0; j < n_groups * 16; j++)
-        for (size_t kb = 0; kb < nkb; kb++) {
-            size_t d0 = kb * 32, n = j < nk && Dk > d0 ? (Dk - d0 < 32 ? Dk - d0 : 32) : 0;
-            ok &= bmf_amx_split32(n ? K + j * ld + d0 : K, n, key_parts[0], key_parts[1],
-                                  key_parts[2]);
-            /* pair q of key j goes to row q, column j % 16 of its group's tile */
-            uint16_t *tile = parts + (kb * n_groups + j / 16) * (BMF_AMX_TILE_BYTES / 2);
-            for (int p = 0; p < 3; p++)
-                for (size_t q = 0; q < 16; q++)
-                    memcpy(tile + p * part_len + q * 32 + (j % 16) * 2, key_parts[p] + 2 * q,
-                           2 * sizeof(uint16_t));
+    for (size_t g = 0; g < tile_groups; g++) {
+        size_t first = g / 4 * 4, width = n_panels - first < 4 ? n_panels - first : 4;
+        const float *base = Kpacked + first * Dk * 16 + (g % 4) * 16;
+        for (size_t q = 0; q < nkb * 16; q++) {
+            size_t d0 = 2 * q, d1 = 2 * q + 1;
+            int live = g < n_panels;
+            __m512 even = live && d0 < Dk ? _mm512_loadu_ps(base + d0 * width * 16) : _mm512_setzero_ps();
+            __m512 odd = live && d1 < Dk ? _mm512_loadu_ps(base + d1 * width * 16) : _mm512_setzero_ps();
+            ok &= bmf_amx_lanes_ok(even) & bmf_amx_lanes_ok(odd);
+            uint16_t *row = parts + ((q / 16) * tile_groups + g) * 512 + (q % 16) * 32;
+            for (int p = 0; p < 3; p++) {
+                __m512i pe = _mm512_and_si512(_mm512_castps_si512(even), top);
+                __m512i po = _mm512_and_si512(_mm512_castps_si512(odd), top);
+                _mm512_storeu_si512((void *)(row + p * part_len),
+                                    _mm512_or_si512(_mm512_srli_epi32(pe, 16), po));
+                even = _mm512_sub_ps(even, _mm512_castsi512_ps(pe)); /* exact: the rest */
+                odd = _mm512_sub_ps(odd, _mm512_castsi512_ps(po));
+            }
         }
+    }
     return ok;
 }
 

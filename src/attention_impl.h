@@ -1106,8 +1106,8 @@ static void KFN(att_pack_tile)(const KFN(att_ctx) *c, size_t bh, size_t t, size_
 #ifdef BMF_AMX
     if (c->amx)
         c->k_tile_amx[slot * c->n_ktiles + t] = (unsigned char)bmf_amx_split_k(
-            (const float *)src, c->ld_q, nk, BMF_ATT_BK / 16, c->Dk, c->amx_nkb,
-            c->K_amx + (slot * c->n_ktiles + t) * c->amx_tile_len);
+            (const float *)(c->K_packed + (slot * c->Lk_pad + j0) * c->Dk), (nk + VL - 1) / VL,
+            BMF_ATT_BK / 16, c->Dk, c->amx_nkb, c->K_amx + (slot * c->n_ktiles + t) * c->amx_tile_len);
 #endif
     const REAL *vsrc = c->V + j0 * c->ld_v + bh * c->Dv;
     REAL *vdst = c->V_packed + (slot * c->Lk + j0) * c->Dv_pad;
