@@ -105,23 +105,22 @@ static inline int bmf_amx_split_q(const float *Q, size_t ld, size_t nq, size_t D
  * groups of 4 panels of 16 keys, Dk rows of 64 keys each, the last group
  * narrower; keys past the tile's are zero there): row q of a group's B tile
  * holds Dk 2q and 2q + 1 of its 16 keys, one 32-bit pair per key, so it is
- * two 16-key rows of the packing, split and interleaved.  Groups past
- * n_panels, up to tile_groups, are zero.  Returns 0 if a value may not go
- * through AMX. */
+ * two 16-key rows of the packing, split and interleaved.  Only the tile's
+ * n_panels groups are written (of tile_groups in the layout).  Returns 0 if
+ * a value may not go through AMX. */
 static inline int bmf_amx_split_k(const float *Kpacked, size_t n_panels, size_t tile_groups,
                                   size_t Dk, size_t nkb, uint16_t *parts)
 {
     const size_t part_len = nkb * tile_groups * 512;
     const __m512i top = _mm512_set1_epi32((int)0xFFFF0000u);
     int ok = 1;
-    for (size_t g = 0; g < tile_groups; g++) {
+    for (size_t g = 0; g < n_panels; g++) { /* (bmf_amx_scores reads no group past them) */
         size_t first = g / 4 * 4, width = n_panels - first < 4 ? n_panels - first : 4;
         const float *base = Kpacked + first * Dk * 16 + (g % 4) * 16;
         for (size_t q = 0; q < nkb * 16; q++) {
             size_t d0 = 2 * q, d1 = 2 * q + 1;
-            int live = g < n_panels;
-            __m512 even = live && d0 < Dk ? _mm512_loadu_ps(base + d0 * width * 16) : _mm512_setzero_ps();
-            __m512 odd = live && d1 < Dk ? _mm512_loadu_ps(base + d1 * width * 16) : _mm512_setzero_ps();
+            __m512 even = d0 < Dk ? _mm512_loadu_ps(base + d0 * width * 16) : _mm512_setzero_ps();
+            __m512 odd = d1 < Dk ? _mm512_loadu_ps(base + d1 * width * 16) : _mm512_setzero_ps();
             ok &= bmf_amx_lanes_ok(even) & bmf_amx_lanes_ok(odd);
             uint16_t *row = parts + ((q / 16) * tile_groups + g) * 512 + (q % 16) * 32;
             for (int p = 0; p < 3; p++) {
