@@ -1234,6 +1234,12 @@ static void KFN(att_body_run)(void *arg, int tid, int nt)
  * "32 512 2 64 1" 0.97x of the time; 16 rows at 128 keys 1.0x, at 64 1.1x,
  * 24 rows at 256 keys 1.08x. */
 #define BMF_ATT_QL_MIN_KEYS_PER_ROW 16
+/* The AMX level's scores (attention_amx.h) from this many query rows: below,
+ * the AVX-512 product.  ab_kernels, 2 threads, against e218433 (AVX-512):
+ * "128 128 8 64 1" 1.16x the time with AMX, "128 512 8 64 1" 1.00-1.01x;
+ * "256 256 4 64 1" 0.94-0.96x, "512 128 8 64 1" 0.96x, "512 512 2 64 1"
+ * 0.94x. */
+#define BMF_ATT_AMX_MIN_Q 256
 /* Tiled: (batch, head) pairs are the work items from this many per thread. */
 #define BMF_ATT_BH_MAJOR_PER_THREAD 4
 /* ... whose packed K and V go to a slot per pair up to this size in all */
@@ -1323,7 +1329,7 @@ int KFN(attention)(size_t Lq, size_t Lk, size_t B, size_t heads, size_t Dk,
         n_items = n_blocks * c.n_chunks;
         tile = BMF_ATT_BQ * BMF_ATT_BK + BMF_ATT_BQ * Dk; /* S, Q block */
 #ifdef BMF_AMX
-        c.amx = sizeof(REAL) == 4;
+        c.amx = sizeof(REAL) == 4 && Lq >= BMF_ATT_AMX_MIN_Q;
         if (c.amx) { /* S in whole 16-row tiles; Q's parts, 64-byte aligned */
             c.amx_nkb = (Dk + 31) / 32;
             c.amx_tile_len = 3 * c.amx_nkb * BMF_ATT_BK * 32;

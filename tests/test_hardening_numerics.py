@@ -469,3 +469,31 @@ def test_kernels_leave_the_callers_floating_point_mode_alone(dtype):
         half = np.array([tiny], dtype) / dtype(2)           # a subnormal result, not 0 (FTZ)
         assert half[0] != 0
         assert (half * dtype(2))[0] == tiny                # a subnormal input, not 0 (DAZ)
+
+
+# ---------------------------------------------------------------- AMX's fallbacks
+
+def test_attention_amx_fallbacks(isa):
+    """At every level (the AMX level's scores come from bf16 parts from 256
+    query rows on): a block of query rows or a key tile with a value that
+    is not finite, or nonzero below 2^-100, takes the float32 product, and
+    so matches the reference as the other blocks and tiles do."""
+    rng = np.random.default_rng(61)
+    dtype = np.float32
+    Lq, Lk, B, E, heads = 300, 2 * KEY_TILE + 60, 2, 128, 2
+    Q, K, V = rand(rng, (Lq, B, E), dtype), rand(rng, (Lk, B, E), dtype), rand(rng, (Lk, B, E), dtype)
+    got, want = both("attention", Q, K, V, num_heads=heads)
+    assert_close(got, want, dtype)
+    Q2, K2 = Q.copy(), K.copy()
+    K2[KEY_TILE + 7, 0, 3] = np.inf     # head 0 of batch 0: the second key tile
+    Q2[100, 1, 70] = np.nan             # head 1 of batch 1: one query row
+    Q2[250, 0, 5] = 1e-35               # a tiny value in a block of rows
+    K2[20, 1, 100] = -3e-33             # ... and in a key tile
+    got, want = both("attention", Q2, K2, V, num_heads=heads)
+    assert_close(got, want, dtype)
+    assert (100, 1) in nan_rows(got)
+    # Tiny values beside unit ones: their parts would vanish through AMX.
+    Q3 = Q.copy()
+    Q3[:, :, ::2] *= dtype(1e-34)
+    got, want = both("attention", Q3, K, V, num_heads=heads)
+    assert_close(got, want, dtype)
