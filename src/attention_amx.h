@@ -7,12 +7,13 @@
  * significant bits of what the parts before it left), and the six largest
  * of the nine part products are summed, smallest first (bf16x6: Henry, Tang
  * and Heinecke, 2019): an error over sum |q_d k_d| of about 7e-8, against
- * 1.9e-7 for a float32 FMA chain (the probe).  TDPBF16PS takes subnormal
- * bf16 as zero, and inf or NaN has no exact parts, so a block of Q rows or a
- * tile of K with a value that is not finite, or nonzero and below 2^-100
- * (its lo part would be subnormal), takes the FMA path instead: every
- * value's parts then hold it exactly.  Which path a (block, tile) takes
- * depends on the data alone, never on the thread count.
+ * 1.9e-7 for a float32 FMA chain (the probe).  A block of Q rows or a tile
+ * of K with a value outside AMX's range (bmf_amx_lanes_ok: not finite, or
+ * nonzero and below 2^-50 or from 2^50 in magnitude) takes the FMA path
+ * instead.  Which path a (block, tile) takes depends on the data alone, never
+ * on the thread count; a value outside the range changes the bits (within
+ * the tolerance) of the other rows of its block, or of every row against
+ * its tile.
  *
  * Layouts (bf16 as uint16_t; 32 bf16 = one 64-byte tile row = 32 of Dk):
  *  - Q parts (per block): [part][kb][row 0..BMF_AMX_ROWS_MAX)[32], rows
@@ -29,33 +30,33 @@
 #include <string.h>
 
 #define BMF_AMX_ROWS_MAX 48 /* a block's rows, rounded up to whole 16-row tiles */
-#define BMF_AMX_TILE_BYTES 1024
 
 /* Every tile register 16 rows of 64 bytes: C (tmm0-3) 16 x 16 float32,
  * A (tmm4, 5) 16 rows x 32 bf16, B (tmm6, 7) 16 pairs x 16 keys. */
 static inline void bmf_amx_configure(void)
 {
-    struct {
+    static const struct {
         uint8_t palette, start_row, reserved[14];
         uint16_t colsb[16];
         uint8_t rows[16];
-    } cfg;
-    memset(&cfg, 0, sizeof cfg);
-    cfg.palette = 1;
-    for (int t = 0; t < 8; t++) {
-        cfg.colsb[t] = 64;
-        cfg.rows[t] = 16;
-    }
-    _tile_loadconfig(&cfg);
+    } __attribute__((aligned(64))) cfg = {.palette = 1,
+                                          .colsb = {64, 64, 64, 64, 64, 64, 64, 64},
+                                          .rows = {16, 16, 16, 16, 16, 16, 16, 16}};
+    /* Not _tile_loadconfig: gcc 12's says the instruction reads 8 bytes, so
+     * the stores of a local config could be dropped (at -Os they were). */
+    __asm__ volatile("ldtilecfg %0" : : "m"(cfg));
 }
 
-/* Whether each lane of v may go through AMX: finite, and zero or at least
- * 2^-100 in magnitude. */
+/* Whether each lane of v may go through AMX: zero, or of magnitude in
+ * [2^-50, 2^50).  Then every part is normal, every part product kept is
+ * normal (at least 2^-116; TDPBF16PS flushes subnormal ones) and none nears
+ * float32's overflow (each product is rounded to float32 on its own, so
+ * two huge ones of opposite signs give inf - inf where FMAs would not). */
 static inline int bmf_amx_lanes_ok(__m512 v)
 {
     const __m512i a = _mm512_and_si512(_mm512_castps_si512(v), _mm512_set1_epi32(0x7FFFFFFF));
-    __mmask16 bad = _mm512_cmpge_epu32_mask(a, _mm512_set1_epi32(0x7F800000))
-                    | (_mm512_cmplt_epu32_mask(a, _mm512_set1_epi32((127 - 100) << 23))
+    __mmask16 bad = _mm512_cmpge_epu32_mask(a, _mm512_set1_epi32((127 + 50) << 23))
+                    | (_mm512_cmplt_epu32_mask(a, _mm512_set1_epi32((127 - 50) << 23))
                        & _mm512_cmpneq_epu32_mask(a, _mm512_setzero_si512()));
     return bad == 0;
 }
@@ -140,6 +141,26 @@ static inline int bmf_amx_split_k(const float *Kpacked, size_t n_panels, size_t 
 static const int bmf_amx_part_a[6] = {0, 2, 1, 1, 0, 0};
 static const int bmf_amx_part_b[6] = {2, 0, 1, 0, 1, 0};
 
+/* The A tile of Q's rows [16 rt, 16 rt + 16) and the B tile of K's group g,
+ * both at kb, for product p; and the four C tiles zeroed. */
+static inline const uint16_t *bmf_amx_q_tile(const uint16_t *Qp, size_t nkb, int p, size_t kb,
+                                             size_t rt)
+{
+    return Qp + ((bmf_amx_part_a[p] * nkb + kb) * BMF_AMX_ROWS_MAX + rt * 16) * 32;
+}
+static inline const uint16_t *bmf_amx_k_tile(const uint16_t *Kp, size_t nkb, size_t tile_groups,
+                                             int p, size_t kb, size_t g)
+{
+    return Kp + ((bmf_amx_part_b[p] * nkb + kb) * tile_groups + g) * 512;
+}
+static inline void bmf_amx_zero_c(void)
+{
+    _tile_zero(0);
+    _tile_zero(1);
+    _tile_zero(2);
+    _tile_zero(3);
+}
+
 /* S[r][j] = q_r . k_j for the rows of n_rowtiles 16-row tiles and the keys
  * of the first n_groups 16-key groups of a key tile of tile_groups (S's row
  * stride lds floats): all of them are written, rows and keys past the real
@@ -148,21 +169,21 @@ static inline void bmf_amx_scores(const uint16_t *Qp, const uint16_t *Kp, size_t
                                   size_t n_rowtiles, size_t n_groups, size_t tile_groups,
                                   float *S, size_t lds)
 {
-    const size_t q_part = nkb * BMF_AMX_ROWS_MAX * 32, k_part = nkb * tile_groups * 512;
-    const size_t q_kb = BMF_AMX_ROWS_MAX * 32, k_kb = tile_groups * 512;
     const size_t ldb = lds * sizeof(float);
+    /* C tiles zeroed, then each part product p and slice kb of Dk in turn,
+     * with a (Q's row tile rt) and b (K's group g) pointing at its tiles */
+#define BMF_AMX_EACH_PRODUCT(a, b)                                                        \
+    bmf_amx_zero_c();                                                                     \
+    for (int p = 0; p < 6; p++)                                                           \
+        for (size_t kb = 0; kb < nkb; kb++)                                               \
+            for (const uint16_t *a = bmf_amx_q_tile(Qp, nkb, p, kb, rt),                  \
+                                *b = bmf_amx_k_tile(Kp, nkb, tile_groups, p, kb, g);     \
+                 a; a = NULL)
     size_t rt = 0;
     for (; rt + 2 <= n_rowtiles; rt += 2) /* 2 x 2 tiles of C */
         for (size_t g = 0; g < n_groups; g += 2) {
             int two = g + 1 < n_groups;
-            _tile_zero(0);
-            _tile_zero(1);
-            _tile_zero(2);
-            _tile_zero(3);
-            for (int p = 0; p < 6; p++)
-                for (size_t kb = 0; kb < nkb; kb++) {
-                    const uint16_t *a = Qp + bmf_amx_part_a[p] * q_part + kb * q_kb + rt * 16 * 32;
-                    const uint16_t *b = Kp + bmf_amx_part_b[p] * k_part + kb * k_kb + g * 512;
+            BMF_AMX_EACH_PRODUCT(a, b) {
                     _tile_loadd(4, a, 64);
                     _tile_loadd(5, a + 16 * 32, 64);
                     _tile_loadd(6, b, 64);
@@ -185,14 +206,7 @@ static inline void bmf_amx_scores(const uint16_t *Qp, const uint16_t *Kp, size_t
     for (; rt < n_rowtiles; rt++) /* the last row tile: 1 x 4 tiles of C */
         for (size_t g = 0; g < n_groups; g += 4) {
             size_t ng = n_groups - g < 4 ? n_groups - g : 4;
-            _tile_zero(0);
-            _tile_zero(1);
-            _tile_zero(2);
-            _tile_zero(3);
-            for (int p = 0; p < 6; p++)
-                for (size_t kb = 0; kb < nkb; kb++) {
-                    const uint16_t *a = Qp + bmf_amx_part_a[p] * q_part + kb * q_kb + rt * 16 * 32;
-                    const uint16_t *b = Kp + bmf_amx_part_b[p] * k_part + kb * k_kb + g * 512;
+            BMF_AMX_EACH_PRODUCT(a, b) {
                     _tile_loadd(4, a, 64);
                     _tile_loadd(5, b, 64);
                     _tile_dpbf16ps(0, 4, 5);
@@ -216,5 +230,6 @@ static inline void bmf_amx_scores(const uint16_t *Qp, const uint16_t *Kp, size_t
             if (ng > 3) _tile_stored(3, s + 48, ldb);
         }
 }
+#undef BMF_AMX_EACH_PRODUCT
 
 #endif /* BMF_ATTENTION_AMX_H */

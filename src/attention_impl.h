@@ -55,6 +55,7 @@
 
 #ifdef BMF_AMX
 #include "attention_amx.h"
+_Static_assert(BMF_AMX_ROWS_MAX >= BMF_ATT_BQ, "a block's rows fit AMX's Q parts");
 #endif
 
 typedef struct {
@@ -1238,8 +1239,11 @@ static void KFN(att_body_run)(void *arg, int tid, int nt)
  * the AVX-512 product.  ab_kernels, 2 threads, against e218433 (AVX-512):
  * "128 128 8 64 1" 1.16x the time with AMX, "128 512 8 64 1" 1.00-1.01x;
  * "256 256 4 64 1" 0.94-0.96x, "512 128 8 64 1" 0.96x, "512 512 2 64 1"
- * 0.94x. */
+ * 0.94x.  And from this many keys: with fewer, the split costs more than
+ * it saves (a review, 1 thread: Lq 256 over 4 keys 1.26-1.34x the time,
+ * 512 over 32 1.13x, 512 over 128 0.96x). */
 #define BMF_ATT_AMX_MIN_Q 256
+#define BMF_ATT_AMX_MIN_K 128
 /* Tiled: (batch, head) pairs are the work items from this many per thread. */
 #define BMF_ATT_BH_MAJOR_PER_THREAD 4
 /* ... whose packed K and V go to a slot per pair up to this size in all */
@@ -1329,7 +1333,7 @@ int KFN(attention)(size_t Lq, size_t Lk, size_t B, size_t heads, size_t Dk,
         n_items = n_blocks * c.n_chunks;
         tile = BMF_ATT_BQ * BMF_ATT_BK + BMF_ATT_BQ * Dk; /* S, Q block */
 #ifdef BMF_AMX
-        c.amx = sizeof(REAL) == 4 && Lq >= BMF_ATT_AMX_MIN_Q;
+        c.amx = sizeof(REAL) == 4 && Lq >= BMF_ATT_AMX_MIN_Q && Lk >= BMF_ATT_AMX_MIN_K;
         if (c.amx) { /* S in whole 16-row tiles; Q's parts, 64-byte aligned */
             c.amx_nkb = (Dk + 31) / 32;
             c.amx_tile_len = 3 * c.amx_nkb * BMF_ATT_BK * 32;

@@ -52,7 +52,11 @@ extern const bmf_kernel_table bmf_kernels_baseline;
 #define BMF_HAVE_X86_LEVELS 1
 extern const bmf_kernel_table bmf_kernels_avx2;
 extern const bmf_kernel_table bmf_kernels_avx512;
+/* The AMX level needs the amx-tile and amx-bf16 targets: gcc 11, clang 12. */
+#if (defined(__clang__) && __clang_major__ >= 12) || (!defined(__clang__) && defined(__GNUC__) && __GNUC__ >= 11)
+#define BMF_HAVE_AMX 1
 extern const bmf_kernel_table bmf_kernels_amx;
+#endif
 #endif
 
 #endif /* BMF_KERNELS_H */

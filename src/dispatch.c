@@ -65,7 +65,11 @@ static int bmf_detect_isa(void)
     if (!avx2) return BMF_ISA_BASELINE;
     if (!avx512 || (xcr0 & 0xE6) != 0xE6) return BMF_ISA_AVX2; /* + opmask, ZMM */
     int amx = ((d >> 22) & 1) && ((d >> 24) & 1); /* AMX-BF16, AMX-TILE */
+#ifdef BMF_HAVE_AMX
     if (amx && (xcr0 & 0x60000) == 0x60000 && bmf_request_amx()) return BMF_ISA_AMX;
+#else
+    (void)amx;
+#endif
     return BMF_ISA_AVX512;
 }
 #else
@@ -120,7 +124,9 @@ static const bmf_kernel_table *bmf_table(void)
 {
 #ifdef BMF_HAVE_X86_LEVELS
     switch (bmf_get_isa()) {
+#ifdef BMF_HAVE_AMX
     case BMF_ISA_AMX: return &bmf_kernels_amx;
+#endif
     case BMF_ISA_AVX512: return &bmf_kernels_avx512;
     case BMF_ISA_AVX2: return &bmf_kernels_avx2;
     default: break;

@@ -3,7 +3,8 @@
  * AMX tiles, in three-part bf16 splits (attention_amx.h).  Run only when
  * dispatch.c has seen AMX in CPUID, the OS saves its tile state and Linux
  * has granted it to this process. */
-#if defined(__x86_64__) || defined(_M_X64)
+#include "bmf_kernels.h"
+#ifdef BMF_HAVE_AMX
 #if defined(__clang__)
 #pragma clang attribute push(__attribute__((target("avx512f,avx512dq,avx512bw,avx512vl,avx2,fma,amx-tile,amx-bf16"))), apply_to = function)
 #else
@@ -21,5 +22,5 @@
 #pragma clang attribute pop
 #endif
 #else
-typedef int bmf_no_amx_on_this_architecture;
+typedef int bmf_no_amx_with_this_compiler_or_architecture;
 #endif

@@ -476,8 +476,9 @@ def test_kernels_leave_the_callers_floating_point_mode_alone(dtype):
 def test_attention_amx_fallbacks(isa):
     """At every level (the AMX level's scores come from bf16 parts from 256
     query rows on): a block of query rows or a key tile with a value that
-    is not finite, or nonzero below 2^-100, takes the float32 product, and
-    so matches the reference as the other blocks and tiles do."""
+    is not finite, or nonzero and below 2^-50 or from 2^50 in magnitude,
+    takes the float32 product, and so matches the reference as the other
+    blocks and tiles do."""
     rng = np.random.default_rng(61)
     dtype = np.float32
     Lq, Lk, B, E, heads = 300, 2 * KEY_TILE + 60, 2, 128, 2
@@ -497,3 +498,15 @@ def test_attention_amx_fallbacks(isa):
     Q3[:, :, ::2] *= dtype(1e-34)
     got, want = both("attention", Q3, K, V, num_heads=heads)
     assert_close(got, want, dtype)
+    # Huge ones: AMX rounds each part product to float32 on its own, so
+    # 2^64 * -2^63 + 2^64 * 2^64 (exactly 2^127) would overflow there, where
+    # FMAs do not (nor the reference's BLAS).  The baseline level has no FMA:
+    # its products round on their own too.
+    if isa == "baseline":
+        return
+    Q4, K4 = Q.copy(), K.copy()
+    Q4[50, 0, :2] = 2.0 ** 64
+    K4[30, 0, :2] = (-(2.0 ** 63), 2.0 ** 64)
+    got, want = both("attention", Q4, K4, V, num_heads=heads)
+    assert_close(got, want, dtype)
+    assert not np.isnan(got).any()

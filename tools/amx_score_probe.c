@@ -55,9 +55,12 @@ int main(int argc, char **argv) {
         uint16_t p[3]; split3(K[j][d], p);
         for (int q = 0; q < 3; q++) Bp[q][d / 32][j / 16][(d % 32) / 2][(j % 16) * 2 + d % 2] = p[q];
     }
-    cfg_t cfg; memset(&cfg, 0, sizeof cfg); cfg.palette = 1;
+    /* static, and ldtilecfg given the whole object: gcc 12's _tile_loadconfig
+     * says it reads 8 bytes, so a local config's stores could be dropped */
+    static cfg_t cfg __attribute__((aligned(64)));
+    cfg.palette = 1;
     for (int i = 0; i < 8; i++) { cfg.colsb[i] = 64; cfg.rows[i] = 16; }
-    _tile_loadconfig(&cfg);
+    __asm__ volatile("ldtilecfg %0" : : "m"(cfg));
     if (peak) { /* four independent accumulators, no memory in the loop */
         _tile_zero(0); _tile_zero(1); _tile_zero(2); _tile_zero(3);
         _tile_loadd(4, Ap[0][0][0], 64); _tile_loadd(5, Ap[0][0][1], 64);
