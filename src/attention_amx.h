@@ -29,7 +29,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#define BMF_AMX_ROWS_MAX 48 /* a block's rows, rounded up to whole 16-row tiles */
+#define BMF_AMX_ROWS_MAX 48 /* a block's rows (BMF_ATT_BQ at this level): three 16-row tiles */
 
 /* Every tile register 16 rows of 64 bytes: C (tmm0-3) 16 x 16 float32,
  * A (tmm4, 5) 16 rows x 32 bf16, B (tmm6, 7) 16 pairs x 16 keys. */

@@ -55,7 +55,7 @@
 
 #ifdef BMF_AMX
 #include "attention_amx.h"
-_Static_assert(BMF_AMX_ROWS_MAX >= BMF_ATT_BQ, "a block's rows fit AMX's Q parts");
+_Static_assert(BMF_AMX_ROWS_MAX == BMF_ATT_BQ, "a block is whole 16-row AMX tiles");
 #endif
 
 typedef struct {
@@ -90,7 +90,6 @@ typedef struct {
     size_t amx_nkb, amx_tile_len; /* Dk in 32s; uint16 of K's parts a key tile */
     uint16_t *K_amx;
     unsigned char *k_tile_amx;
-    size_t s_rows;       /* rows of the score block S: BMF_ATT_BQ, or AMX's whole tiles */
     char *scratch;
     size_t scratch_bytes; /* per thread */
     size_t next_merge;   /* merges: the next block to hand out, from 0 */
@@ -555,8 +554,8 @@ static int KFN(att_item)(const KFN(att_ctx) *c, size_t item, size_t slot, REAL *
     KFN(att_mask_bh)(c, bh, &mask_bh, &bool_bh);
 
     REAL *S = scratch;            /* BQ x BK scores, then P */
-    REAL *Qb = S + c->s_rows * BK; /* the block's Q rows, contiguous: in place they
-                                    * may be 4 KiB apart and evict each other from L1 */
+    REAL *Qb = S + BMF_ATT_BQ * BK; /* the block's Q rows, contiguous: in place they
+                                     * may be 4 KiB apart and evict each other from L1 */
     for (size_t r = 0; r < nq; r++)
         memcpy(Qb + r * c->Dk, c->Q + (i0 + r) * c->ld_q + bh * c->Dk, c->Dk * sizeof(REAL));
 #ifdef BMF_AMX
@@ -1300,11 +1299,6 @@ int KFN(attention)(size_t Lq, size_t Lk, size_t B, size_t heads, size_t Dk,
     if (mask) memcpy(c.ms, mask_strides, sizeof c.ms);
     c.n_qblocks = (Lq + BMF_ATT_BQ - 1) / BMF_ATT_BQ;
     c.rows_per_item = Lq < BMF_ATT_BQ ? Lq : BMF_ATT_BQ;
-#ifdef BMF_AMX
-    c.s_rows = sizeof(REAL) == 4 ? BMF_AMX_ROWS_MAX : BMF_ATT_BQ;
-#else
-    c.s_rows = BMF_ATT_BQ;
-#endif
     c.Dv_pad = (Dv + VL - 1) / VL * VL;
     size_t kv_bytes = Lk * B * heads * (Dk + Dv) * sizeof(REAL);
     int key_major = Lq < BMF_ATT_TILED_MIN_Q
@@ -1334,11 +1328,10 @@ int KFN(attention)(size_t Lq, size_t Lk, size_t B, size_t heads, size_t Dk,
         tile = BMF_ATT_BQ * BMF_ATT_BK + BMF_ATT_BQ * Dk; /* S, Q block */
 #ifdef BMF_AMX
         c.amx = sizeof(REAL) == 4 && Lq >= BMF_ATT_AMX_MIN_Q && Lk >= BMF_ATT_AMX_MIN_K;
-        if (c.amx) { /* S in whole 16-row tiles; Q's parts, 64-byte aligned */
+        if (c.amx) { /* Q's parts, 64-byte aligned */
             c.amx_nkb = (Dk + 31) / 32;
             c.amx_tile_len = 3 * c.amx_nkb * BMF_ATT_BK * 32;
-            tile += (BMF_AMX_ROWS_MAX - BMF_ATT_BQ) * BMF_ATT_BK
-                    + (3 * c.amx_nkb * BMF_AMX_ROWS_MAX * 32 * sizeof(uint16_t) + 64) / sizeof(REAL) + 16;
+            tile += (3 * c.amx_nkb * BMF_AMX_ROWS_MAX * 32 * sizeof(uint16_t) + 64) / sizeof(REAL) + 16;
         }
 #endif
     }
